@@ -1,0 +1,226 @@
+"""One episode of a gym, run in-process: the rules every call obeys.
+
+This is the engine the sandbox worker runs; it is also handy for a gym author testing trusted code
+locally. Rules, for every call, whoever makes it (agent or oracle):
+
+- The step counter goes up by one for every call, bad calls included; the budget is the gym's
+  ``max_steps`` (256 by default). When the budget is spent without ``Done`` the episode is
+  *truncated* with reward 0; calls after the end get an ``episode_over`` error.
+- A bad call — unknown tool, missing/extra/wrong-typed argument, a tool raising (``SystemExit``
+  included), a result too large or not JSON-serialisable — returns an error observation that names
+  the problem, and the gym's state is exactly what it was before the call (*trial then overwrite*:
+  the state is snapshotted before the call and restored on any failure).
+- ``Done(answer)`` ends the episode: reward 1 if ``check_answer(answer, reference_answer(task))``,
+  else 0. No other call carries a reward.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from .gym import DONE, OBSERVE, ArgumentError, Gym, GymSpec
+
+__all__ = ["Episode", "StepResult", "OracleResult", "ErrorKind"]
+
+DEFAULT_MAX_OBSERVATION_CHARS = 16_384
+
+
+class ErrorKind:
+    """The kinds of bad call, as they appear in ``StepResult.error``."""
+
+    UNKNOWN_TOOL = "unknown_tool"
+    INVALID_ARGUMENTS = "invalid_arguments"
+    TOOL_ERROR = "tool_error"
+    EPISODE_OVER = "episode_over"
+    OUTPUT_TOO_LARGE = "output_too_large"
+    MEMORY_LIMIT = "memory_limit"
+    TIME_LIMIT = "time_limit"
+    SANDBOX_ERROR = "sandbox_error"
+
+
+@dataclass
+class StepResult:
+    """What one call returns. ``error`` is ``None`` for a good call, else an :class:`ErrorKind`."""
+
+    observation: str
+    reward: float
+    terminated: bool
+    truncated: bool
+    steps: int
+    error: str | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.terminated or self.truncated
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "done": self.done}
+
+
+@dataclass
+class OracleResult:
+    """The outcome of playing a task with the gym's oracle."""
+
+    reward: float
+    steps: int
+    calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    error: str | None = None
+
+
+class Episode:
+    """A gym instance plus the bookkeeping of one episode. Not thread-safe; one call at a time."""
+
+    def __init__(
+        self,
+        gym_class: type[Gym],
+        task: dict[str, Any],
+        seed: int = 0,
+        *,
+        max_steps: int | None = None,
+        max_observation_chars: int = DEFAULT_MAX_OBSERVATION_CHARS,
+    ) -> None:
+        self.spec = GymSpec.of(gym_class)
+        self.task = task
+        self.gym = gym_class(task, seed)
+        self.max_steps = max_steps or gym_class.max_steps
+        self.max_observation_chars = max_observation_chars
+        self.steps = 0
+        self.reward = 0.0
+        self.terminated = False
+        self.truncated = False
+        self._snapshot()  # fail now, not mid-episode, if the state cannot be snapshotted
+
+    @property
+    def done(self) -> bool:
+        return self.terminated or self.truncated
+
+    # --- calls -------------------------------------------------------------------------------
+    def call(self, name: str, arguments: str | dict[str, Any] | None = None) -> StepResult:
+        """Make one call. ``arguments`` is a JSON object, as text or as a dict."""
+        if self.done:
+            why = "Done was called" if self.terminated else f"the step budget of {self.max_steps} calls is spent"
+            return self._error(ErrorKind.EPISODE_OVER, f"the episode is over ({why}); start a new one")
+        self.steps += 1
+        result = self._call(name, arguments)
+        if not self.terminated and self.steps >= self.max_steps:
+            self.truncated = True
+            result.truncated = True
+            result.observation += f"\n[episode truncated: step budget of {self.max_steps} calls spent, reward 0]"
+        return result
+
+    def _call(self, name: str, arguments: str | dict[str, Any] | None) -> StepResult:
+        spec = self.spec.tools.get(name)
+        if spec is None:
+            known = ", ".join(self.spec.tools)
+            return self._error(ErrorKind.UNKNOWN_TOOL, f"unknown tool '{name}'. Available tools: {known}")
+        if arguments is None:
+            arguments = "{}"
+        elif not isinstance(arguments, str):
+            try:
+                arguments = json.dumps(arguments)
+            except (TypeError, ValueError) as exc:
+                return self._error(ErrorKind.INVALID_ARGUMENTS, f"arguments are not JSON-serialisable: {exc}")
+        try:
+            kwargs = spec.validate(arguments)
+        except ArgumentError as exc:
+            return self._error(ErrorKind.INVALID_ARGUMENTS, str(exc))
+
+        if name == DONE:
+            return self._done(kwargs["answer"])
+
+        snapshot = self._snapshot()
+        try:
+            value = self.gym.observe() if name == OBSERVE else getattr(self.gym, name)(**kwargs)
+            observation = value if isinstance(value, str) else json.dumps(value)
+        except MemoryError:
+            self._restore(snapshot)
+            return self._error(ErrorKind.MEMORY_LIMIT, f"{name} ran out of memory; the state is unchanged")
+        except (Exception, SystemExit) as exc:  # a tool's own error, or a tool trying to exit
+            self._restore(snapshot)
+            return self._error(ErrorKind.TOOL_ERROR, f"{name} failed: {_describe(exc)}; the state is unchanged")
+        if len(observation) > self.max_observation_chars:
+            self._restore(snapshot)
+            return self._error(
+                ErrorKind.OUTPUT_TOO_LARGE,
+                f"{name} returned {len(observation):,} characters, over the limit of "
+                f"{self.max_observation_chars:,}; the state is unchanged",
+            )
+        return StepResult(observation, 0.0, False, False, self.steps)
+
+    def _done(self, answer: Any) -> StepResult:
+        gym_class = self.spec.gym_class
+        try:
+            correct = bool(gym_class.check_answer(answer, gym_class.reference_answer(self.task)))
+        except (Exception, SystemExit) as exc:
+            return self._error(ErrorKind.TOOL_ERROR, f"Done could not check the answer: {_describe(exc)}")
+        self.terminated = True
+        self.reward = 1.0 if correct else 0.0
+        verdict = "correct" if correct else "incorrect"
+        return StepResult(f"Answer {verdict}. reward={int(self.reward)}", self.reward, True, False, self.steps)
+
+    def _error(self, kind: str, message: str) -> StepResult:
+        return StepResult(f"Error: {message}", 0.0, self.terminated, self.truncated, self.steps, error=kind)
+
+    def _snapshot(self) -> bytes:
+        try:
+            return pickle.dumps(self.gym.__dict__, protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception as exc:
+            raise TypeError(f"the state of {type(self.gym).__name__} cannot be snapshotted: {exc}") from exc
+
+    def _restore(self, snapshot: bytes) -> None:
+        self.gym.__dict__.clear()
+        self.gym.__dict__.update(pickle.loads(snapshot))
+
+    # --- Gymnasium-style view ----------------------------------------------------------------
+    def step(self, action: str | dict[str, Any]) -> tuple[str, float, bool, bool, dict[str, Any]]:
+        """Gymnasium-style step. ``action`` is ``{"name": ..., "arguments": {...}}`` (or its JSON text;
+        ``"parameters"`` is accepted for ``"arguments"``, as in the original CodeGym format).
+
+        Returns ``(observation, reward, terminated, truncated, info)``; ``info`` holds ``steps`` and
+        ``error`` (``None`` for a good call).
+        """
+        name, arguments = parse_action(action)
+        if name is None:
+            result = self._error(ErrorKind.INVALID_ARGUMENTS, arguments)
+        else:
+            result = self.call(name, arguments)
+        return result.observation, result.reward, result.terminated, result.truncated, {
+            "steps": result.steps,
+            "error": result.error,
+        }
+
+    # --- oracle ------------------------------------------------------------------------------
+    def run_oracle(self) -> OracleResult:
+        """Play this episode with the gym's oracle (through :meth:`call`, like an agent)."""
+        calls: list[tuple[str, dict[str, Any]]] = []
+
+        def call(name: str, **arguments: Any) -> str:
+            calls.append((name, arguments))
+            return self.call(name, arguments).observation
+
+        try:
+            self.spec.gym_class.solve(call)
+        except (Exception, SystemExit) as exc:
+            return OracleResult(self.reward, self.steps, calls, f"the oracle raised {_describe(exc)}")
+        error = None if self.terminated else "the oracle ended without calling Done"
+        return OracleResult(self.reward, self.steps, calls, error)
+
+
+def parse_action(action: str | dict[str, Any]) -> tuple[str | None, Any]:
+    """Split an action into (name, arguments); on a malformed action, (None, the reason)."""
+    if isinstance(action, str):
+        try:
+            action = json.loads(action)
+        except json.JSONDecodeError as exc:
+            return None, f"the action is not valid JSON: {exc}"
+    if not isinstance(action, dict) or not isinstance(action.get("name"), str):
+        return None, 'an action must be a JSON object {"name": "...", "arguments": {...}}'
+    return action["name"], action.get("arguments", action.get("parameters", {}))
+
+
+def _describe(exc: BaseException) -> str:
+    text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return text if len(text) <= 400 else text[:397] + "..."
