@@ -1,0 +1,280 @@
+"""Lock a sandbox worker process down before it runs untrusted gym code.
+
+Layers, each tested by the adversarial suite (``tests/test_sandbox_adversarial.py``):
+
+1. **Clean process.** The host starts the worker with an environment of a few harmless variables
+   (no API keys or tokens), in a private temp dir, in its own session; the worker dies with its parent
+   (``PR_SET_PDEATHSIG``).
+2. **Kernel: seccomp.** A BPF filter makes ``socket``/``connect``/``bind``, ``fork``/``vfork``/
+   ``execve``, process-creating ``clone``/``clone3``, ``ptrace`` and signals to any process but the
+   worker itself fail with ``EPERM`` — whatever Python-level trick reaches them.
+3. **Kernel: network namespace.** Where permitted (root, or unprivileged user namespaces), the worker
+   moves into a fresh network namespace with no interfaces at all.
+4. **Resource limits.** Address space (memory), file size, open files, core dumps; a CPU-time limit is
+   re-armed around every call by the worker loop.
+5. **CPython audit hooks.** Clear errors before the kernel says no: process creation, sockets, ctypes,
+   threads, rlimit changes, environment changes, writes outside the private temp dir, and reads outside
+   the Python installation and the temp dir (so ``/proc/<parent>/environ`` and secret files stay
+   unread).
+
+What this does not defend: malicious gym code tampering with *other episodes of the same worker*
+through the interpreter's memory (they share a process by design, for speed). The host never trusts
+the worker: it reads JSON only, bounds frame sizes, and treats a garbled reply as a crashed worker.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import platform
+import resource
+import struct
+import sys
+from collections.abc import Callable, Iterable
+from typing import Any
+
+__all__ = ["harden", "JailReport"]
+
+# --- seccomp ----------------------------------------------------------------------------------
+_PR_SET_PDEATHSIG = 1
+_PR_SET_NO_NEW_PRIVS = 38
+_PR_SET_SECCOMP = 22
+_SECCOMP_MODE_FILTER = 2
+_SECCOMP_RET_ALLOW = 0x7FFF0000
+_SECCOMP_RET_ERRNO = 0x00050000
+_EPERM = 1
+_CLONE_THREAD = 0x00010000
+_CLONE_NEWNET = 0x40000000
+_CLONE_NEWUSER = 0x10000000
+
+# BPF opcodes
+_LD_W_ABS = 0x20
+_JEQ_K = 0x15
+_JSET_K = 0x45
+_RET_K = 0x06
+
+_ARCH = {
+    # machine: (AUDIT_ARCH, {syscall: nr})
+    "x86_64": (
+        0xC000003E,
+        {"socket": 41, "socketpair": 53, "connect": 42, "bind": 49, "listen": 50, "accept": 43, "accept4": 288,
+         "fork": 57, "vfork": 58, "execve": 59, "execveat": 322, "clone": 56, "clone3": 435, "ptrace": 101,
+         "kill": 62, "tkill": 200, "tgkill": 234, "unshare": 272, "setns": 308, "mount": 165},
+    ),
+    "aarch64": (
+        0xC00000B7,
+        {"socket": 198, "socketpair": 199, "connect": 203, "bind": 200, "listen": 201, "accept": 202,
+         "accept4": 242, "execve": 221, "execveat": 281, "clone": 220, "clone3": 435, "ptrace": 117,
+         "kill": 129, "tkill": 130, "tgkill": 131, "unshare": 97, "setns": 268, "mount": 40},
+    ),
+}
+_DENY = ("socket", "socketpair", "connect", "bind", "listen", "accept", "accept4", "fork", "vfork", "execve",
+         "execveat", "clone3", "ptrace", "unshare", "setns", "mount")
+
+
+def _bpf(code: int, jt: int, jf: int, k: int) -> bytes:
+    return struct.pack("HBBI", code, jt, jf, k)
+
+
+def _seccomp_program(audit_arch: int, numbers: dict[str, int], own_pid: int) -> bytes:
+    """deny-list filter: the listed syscalls -> EPERM; clone without CLONE_THREAD -> EPERM;
+    kill/tkill/tgkill aimed at anyone but this process -> EPERM; everything else allowed."""
+    deny = _SECCOMP_RET_ERRNO | _EPERM
+    prog = [
+        _bpf(_LD_W_ABS, 0, 0, 4),  # seccomp_data.arch
+        _bpf(_JEQ_K, 1, 0, audit_arch),
+        _bpf(_RET_K, 0, 0, deny),  # unknown arch (e.g. x32 tricks): refuse
+        _bpf(_LD_W_ABS, 0, 0, 0),  # seccomp_data.nr
+    ]
+    for name in _DENY:
+        if name in numbers:
+            prog += [_bpf(_JEQ_K, 0, 1, numbers[name]), _bpf(_RET_K, 0, 0, deny)]
+    # clone: allowed only for threads (flags in args[0], low word)
+    prog += [
+        _bpf(_JEQ_K, 0, 3, numbers["clone"]),
+        _bpf(_LD_W_ABS, 0, 0, 16),
+        _bpf(_JSET_K, 1, 0, _CLONE_THREAD),
+        _bpf(_RET_K, 0, 0, deny),
+        _bpf(_LD_W_ABS, 0, 0, 0),  # reload nr (the clone branch returns above or falls through to allow)
+    ]
+    # signals: only to our own pid (args[0], low word)
+    for name in ("kill", "tkill", "tgkill"):
+        prog += [
+            _bpf(_JEQ_K, 0, 4, numbers[name]),
+            _bpf(_LD_W_ABS, 0, 0, 16),
+            _bpf(_JEQ_K, 1, 0, own_pid),
+            _bpf(_RET_K, 0, 0, deny),
+            _bpf(_LD_W_ABS, 0, 0, 0),
+        ]
+    prog.append(_bpf(_RET_K, 0, 0, _SECCOMP_RET_ALLOW))
+    return b"".join(prog)
+
+
+class JailReport(dict):
+    """What :func:`harden` managed to set up (sent to the host in the worker's hello)."""
+
+
+def _libc() -> Any:
+    return ctypes.CDLL(None, use_errno=True)
+
+
+def _install_seccomp(libc: Any) -> str:
+    machine = platform.machine()
+    if machine not in _ARCH:
+        return f"unavailable (no syscall table for {machine})"
+    audit_arch, numbers = _ARCH[machine]
+    program = _seccomp_program(audit_arch, numbers, os.getpid())
+    count = len(program) // 8
+    buf = ctypes.create_string_buffer(program, len(program))
+
+    class SockFprog(ctypes.Structure):
+        _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+    fprog = SockFprog(count, ctypes.addressof(buf))
+    if libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
+        return f"unavailable (no_new_privs: errno {ctypes.get_errno()})"
+    if libc.prctl(_PR_SET_SECCOMP, _SECCOMP_MODE_FILTER, ctypes.byref(fprog), 0, 0) != 0:
+        return f"unavailable (errno {ctypes.get_errno()})"
+    return "on"
+
+
+def _isolate_network(libc: Any) -> str:
+    if libc.unshare(_CLONE_NEWNET) == 0:
+        return "namespace"
+    if libc.unshare(_CLONE_NEWUSER | _CLONE_NEWNET) == 0:
+        return "user+network namespace"
+    return f"no namespace (errno {ctypes.get_errno()}); seccomp and audit hooks block sockets"
+
+
+# --- audit hooks ------------------------------------------------------------------------------
+_BLOCKED_EVENTS = {
+    "os.system": "running shell commands",
+    "os.exec": "executing programs",
+    "os.posix_spawn": "starting processes",
+    "os.spawn": "starting processes",
+    "os.fork": "forking",
+    "os.forkpty": "forking",
+    "subprocess.Popen": "starting processes",
+    "pty.spawn": "starting processes",
+    "os.kill": "sending signals",
+    "os.killpg": "sending signals",
+    "signal.pthread_kill": "sending signals",
+    "socket.__new__": "network access",
+    "socket.connect": "network access",
+    "socket.bind": "network access",
+    "socket.getaddrinfo": "network access",
+    "socket.gethostbyname": "network access",
+    "socket.sendto": "network access",
+    "ctypes.dlopen": "loading native code",
+    "ctypes.dlsym": "loading native code",
+    "ctypes.cdata": "raw memory access",
+    "ctypes.call_function": "calling native code",
+    "_thread.start_new_thread": "starting threads",
+    "resource.setrlimit": "changing resource limits",
+    "resource.prlimit": "changing resource limits",
+    "os.putenv": "changing the environment",
+    "os.unsetenv": "changing the environment",
+    "os.chdir": "changing directory",
+    "os.chroot": "changing root",
+    "sys.unraisablehook": "replacing hooks",
+    "webbrowser.open": "opening a browser",
+    "urllib.Request": "network access",
+    "http.client.connect": "network access",
+    "ftplib.connect": "network access",
+    "smtplib.connect": "network access",
+}
+_BLOCKED_MODULES = {"ctypes", "_ctypes", "_posixsubprocess", "multiprocessing", "_multiprocessing", "_xxsubinterpreters"}
+_PATH_EVENTS_WRITE = {
+    "os.remove", "os.rename", "os.rmdir", "os.mkdir", "os.chmod", "os.chown", "os.link", "os.symlink",
+    "os.truncate", "os.utime", "shutil.rmtree", "shutil.move", "shutil.copyfile", "os.chflags", "os.setxattr",
+    "os.removexattr",
+}
+_WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
+
+
+class SandboxViolation(PermissionError):
+    """Raised inside the worker when gym code tries something the sandbox forbids."""
+
+
+def _under(path: str, roots: Iterable[str]) -> bool:
+    return any(path == root or path.startswith(root.rstrip("/") + "/") for root in roots)
+
+
+def _make_hook(tmpdir: str, read_roots: tuple[str, ...], trusted: list[bool]) -> Callable[[str, tuple], None]:
+    write_roots = (tmpdir,)
+    realpath = os.path.realpath
+    fspath = os.fsdecode
+
+    def check_path(path: Any, writing: bool, event: str) -> None:
+        if isinstance(path, int):
+            raise SandboxViolation(f"sandbox: {event} on a raw file descriptor is not allowed")
+        if path is None:
+            return
+        resolved = realpath(fspath(path))
+        if writing and not _under(resolved, write_roots):
+            raise SandboxViolation(f"sandbox: writing outside the private temp dir is not allowed ({resolved})")
+        if not writing and not _under(resolved, read_roots):
+            raise SandboxViolation(f"sandbox: reading {resolved} is not allowed")
+
+    def hook(event: str, args: tuple) -> None:
+        if trusted[0]:
+            return
+        if event in _BLOCKED_EVENTS:
+            raise SandboxViolation(f"sandbox: {_BLOCKED_EVENTS[event]} is not allowed ({event})")
+        if event == "import":
+            if str(args[0]).split(".")[0] in _BLOCKED_MODULES:
+                raise SandboxViolation(f"sandbox: importing {args[0]} is not allowed")
+        elif event == "open":
+            path, mode, flags = args
+            writing = bool(flags & _WRITE_FLAGS) if flags else any(c in str(mode or "r") for c in "wax+")
+            check_path(path, writing, "open")
+        elif event in _PATH_EVENTS_WRITE:
+            for arg in args[:2]:
+                if isinstance(arg, (str, bytes, os.PathLike)):
+                    check_path(arg, True, event)
+        elif event in ("os.listdir", "os.scandir") and args and args[0] is not None:
+            check_path(args[0], False, event)
+
+    return hook
+
+
+# --- the whole lockdown -----------------------------------------------------------------------
+def harden(tmpdir: str, memory_mb: int, preload: Iterable[str] = ()) -> tuple[JailReport, list[bool]]:
+    """Lock this process down. Call once, after the worker's own imports, before any gym code.
+
+    Returns the report and the ``trusted`` flag cell: the worker sets ``trusted[0] = True`` around its
+    own privileged steps (re-arming the CPU limit) and back to False before running gym code.
+    """
+    report = JailReport()
+    libc = _libc()
+    libc.prctl(_PR_SET_PDEATHSIG, 9, 0, 0, 0)
+    for module in preload:  # modules gym code commonly uses, imported while reads are unrestricted
+        try:
+            __import__(module)
+        except ImportError:
+            pass
+    report["network"] = _isolate_network(libc)
+    # memory: address space = what the interpreter uses now + the per-worker budget
+    with open("/proc/self/statm") as fh:
+        vm_bytes = int(fh.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    limit = vm_bytes + memory_mb * 1024 * 1024
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024 * 1024, 64 * 1024 * 1024))
+    report["memory_limit_mb"] = memory_mb
+    report["seccomp"] = _install_seccomp(libc)
+    os.chdir(tmpdir)
+    for key in list(os.environ):
+        if key not in ("PATH", "HOME", "TMPDIR", "LANG", "PYTHONHASHSEED"):
+            del os.environ[key]
+    # forget native-code and process modules so a later `import` goes through the hook
+    for name in list(sys.modules):
+        if name.split(".")[0] in _BLOCKED_MODULES:
+            del sys.modules[name]
+    read_roots = tuple(
+        sorted({os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix, *sys.path) if p})
+    ) + (os.path.realpath(tmpdir), "/dev/null", "/dev/urandom", "/usr/share/zoneinfo")
+    trusted = [False]
+    sys.addaudithook(_make_hook(os.path.realpath(tmpdir), read_roots, trusted))
+    report["audit_hooks"] = "on"
+    return report, trusted

@@ -1,0 +1,464 @@
+"""Running untrusted gym code: a pool of locked-down worker processes, with trial then overwrite.
+
+Gym code never runs in this process. A :class:`SandboxPool` owns a few worker processes
+(:mod:`mcp_gyms.sandbox_worker`, locked down by :mod:`mcp_gyms.jail`); one worker hosts many
+episodes, and an episode stays on its worker while that worker lives.
+
+Guarantees, per call:
+
+- **Limits.** Wall time (default 3 s), CPU time (default = wall time) and memory (default 256 MiB
+  per worker beyond the interpreter's own). A call that hits a limit returns an error observation
+  within the limit + 1 s, and its worker is replaced.
+- **Trial then overwrite.** Inside the worker a call runs against the live state with a snapshot
+  taken first; any failure restores the snapshot. If the worker dies (limit, crash, ``os._exit``),
+  the host still holds each episode's *committed call log* and rebuilds the episode on a fresh
+  worker by replaying it before the episode's next call — so the episode keeps its last committed
+  state and no other episode loses state. Replay relies on gyms being deterministic in
+  ``(task, seed, calls)`` (the contract in :mod:`mcp_gyms.gym`).
+- The host never trusts a worker: it reads length-prefixed JSON only (never pickle), bounds the
+  frame size, checks reply ids, and treats anything odd as a dead worker.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import struct
+import subprocess
+import sys
+import tempfile
+import uuid
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import anyio
+from anyio.abc import Process
+from anyio.streams.buffered import BufferedByteReceiveStream
+
+from .episode import ErrorKind, OracleResult, StepResult, parse_action
+
+__all__ = ["GymCode", "SandboxError", "SandboxEpisode", "SandboxLimits", "SandboxPool"]
+
+MAX_FRAME = 64 * 1024 * 1024
+_STARTUP_TIMEOUT_S = 60.0
+_SLACK_S = 0.5  # IPC allowance on top of a limit; the error still comes within limit + 1 s
+
+
+@dataclass(frozen=True)
+class SandboxLimits:
+    """Per-call limits. ``cpu_s`` defaults to ``time_s``."""
+
+    time_s: float = 3.0
+    memory_mb: int = 256
+    cpu_s: float | None = None
+    max_observation_chars: int = 16_384
+
+    @property
+    def cpu(self) -> float:
+        return self.cpu_s if self.cpu_s is not None else self.time_s
+
+
+@dataclass(frozen=True)
+class GymCode:
+    """The code of one gym, as the sandbox receives it."""
+
+    code: str
+    class_name: str
+
+    @cached_property
+    def key(self) -> str:
+        return hashlib.sha256(f"{self.class_name}\0{self.code}".encode()).hexdigest()[:24]
+
+
+class SandboxError(RuntimeError):
+    """Gym code that could not be loaded or run (the message says why), or a pool that is closed."""
+
+
+class _WorkerLost(Exception):
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+@dataclass
+class PoolStats:
+    """Counters for metrics and benchmarks."""
+
+    requests: int = 0
+    calls: int = 0
+    call_errors: int = 0
+    timeouts: int = 0
+    worker_restarts: int = 0
+    replays: int = 0
+
+
+def _worker_env(tmpdir: str) -> dict[str, str]:
+    """The whole environment a worker gets: nothing from the parent (no keys, no tokens)."""
+    return {"PATH": "/usr/bin:/bin", "HOME": tmpdir, "TMPDIR": tmpdir, "LANG": "C.UTF-8", "PYTHONHASHSEED": "0",
+            "PYTHONDONTWRITEBYTECODE": "1"}
+
+
+class _Slot:
+    """One worker process (restarted on demand) and the episodes it hosts."""
+
+    def __init__(self, pool: SandboxPool, index: int) -> None:
+        self.pool = pool
+        self.index = index
+        self.process: Process | None = None
+        self.reader: BufferedByteReceiveStream | None = None
+        self.generation = 0
+        self.loaded: set[str] = set()
+        self.episodes = 0
+        self.lock = anyio.Lock()
+        self.next_id = 1
+        self.tmpdir: str | None = None
+        self.hello: dict[str, Any] = {}
+
+    async def _start(self) -> None:
+        self.tmpdir = tempfile.mkdtemp(prefix="codegym-worker-")
+        limits = self.pool.limits
+        config = {"tmpdir": self.tmpdir, "memory_mb": limits.memory_mb, "cpu_s": limits.cpu,
+                  "max_observation_chars": limits.max_observation_chars,
+                  "keep_stderr": bool(os.environ.get("CODEGYM_WORKER_STDERR"))}
+        package_parent = str(Path(__file__).resolve().parent.parent)
+        bootstrap = f"import sys; sys.path.insert(0, {package_parent!r}); from mcp_gyms.sandbox_worker import main; main()"
+        self.process = await anyio.open_process(
+            [sys.executable, "-I", "-c", bootstrap, json.dumps(config)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=None if config["keep_stderr"] else subprocess.DEVNULL,
+            cwd=self.tmpdir, env=_worker_env(self.tmpdir), start_new_session=True,
+        )
+        self.reader = BufferedByteReceiveStream(self.process.stdout)  # type: ignore[arg-type]
+        self.generation += 1
+        self.loaded = set()
+        with anyio.move_on_after(_STARTUP_TIMEOUT_S):
+            hello = await self._receive()
+            self.hello = hello.get("hello", {})
+            return
+        await self._kill()
+        raise SandboxError("a sandbox worker did not start within 60 s")
+
+    async def _kill(self) -> None:
+        process, self.process, self.reader = self.process, None, None
+        self.loaded = set()
+        if process is not None:
+            with anyio.CancelScope(shield=True):
+                try:
+                    process.kill()
+                except ProcessLookupError:
+                    pass
+                with anyio.move_on_after(5):
+                    await process.wait()
+                await process.aclose()
+        if self.tmpdir:
+            shutil.rmtree(self.tmpdir, ignore_errors=True)
+            self.tmpdir = None
+
+    async def _receive(self) -> dict[str, Any]:
+        assert self.reader is not None
+        (length,) = struct.unpack(">I", await self.reader.receive_exactly(4))
+        if length > MAX_FRAME:
+            raise ValueError(f"worker sent a {length}-byte frame (limit {MAX_FRAME})")
+        reply = json.loads(await self.reader.receive_exactly(length))
+        if not isinstance(reply, dict):
+            raise ValueError("worker sent a reply that is not a JSON object")
+        return reply
+
+    async def _exchange(self, msg: dict[str, Any], timeout: float) -> dict[str, Any]:
+        """One request/reply. Caller holds the lock. Raises _WorkerLost (worker replaced) on trouble."""
+        if self.process is None:
+            await self._start()
+        assert self.process is not None and self.process.stdin is not None
+        msg = {**msg, "id": self.next_id}
+        self.next_id += 1
+        self.pool.stats.requests += 1
+        data = json.dumps(msg).encode()
+        failure: _WorkerLost | None = None
+        reply: dict[str, Any] = {}
+        with anyio.move_on_after(timeout + _SLACK_S) as scope:
+            try:
+                await self.process.stdin.send(struct.pack(">I", len(data)) + data)
+                reply = await self._receive()
+                if reply.get("id") != msg["id"]:
+                    failure = _WorkerLost(ErrorKind.SANDBOX_ERROR, "the sandbox worker sent a garbled reply")
+            except (anyio.EndOfStream, anyio.IncompleteRead, anyio.BrokenResourceError, anyio.ClosedResourceError,
+                    OSError):
+                failure = _WorkerLost(*_death_reason(await self._exit_code(), self.pool.limits))
+            except (ValueError, UnicodeDecodeError) as exc:
+                failure = _WorkerLost(ErrorKind.SANDBOX_ERROR, f"the sandbox worker broke protocol: {exc}")
+        if scope.cancelled_caught:
+            self.pool.stats.timeouts += 1
+            failure = _WorkerLost(ErrorKind.TIME_LIMIT, f"exceeded the time limit of {timeout:g} s")
+        if failure is None and reply.get("restart"):
+            await self._replace()
+            return reply
+        if failure is not None:
+            await self._replace()
+            raise failure
+        return reply
+
+    async def _exit_code(self) -> int | None:
+        if self.process is None:
+            return None
+        with anyio.move_on_after(1):
+            return await self.process.wait()
+        return None
+
+    async def _replace(self) -> None:
+        self.pool.stats.worker_restarts += 1
+        await self._kill()  # the next request starts a fresh worker
+
+    async def request(self, msg: dict[str, Any], timeout: float, gym: GymCode | None = None) -> dict[str, Any]:
+        """Send one request (loading ``gym`` first if this worker lacks it)."""
+        async with self.lock:
+            with anyio.CancelScope(shield=True):  # a started exchange always completes or fails clearly
+                if gym is not None:
+                    await self._ensure_loaded(gym)
+                return await self._exchange(msg, timeout)
+
+    async def _ensure_loaded(self, gym: GymCode) -> dict[str, Any] | None:
+        if self.process is not None and gym.key in self.loaded:
+            return None
+        reply = await self._exchange({"op": "load", "key": gym.key, "code": gym.code, "class_name": gym.class_name},
+                                     self.pool.limits.time_s * 2)
+        if not reply.get("ok"):
+            raise SandboxError(f"gym {gym.class_name} failed to load: {reply.get('error')}")
+        self.loaded.add(gym.key)
+        self.pool._descriptions.setdefault(gym.key, reply)
+        return reply
+
+    async def _ensure_episode(self, ep: SandboxEpisode) -> None:
+        """Make sure ``ep`` lives in the current worker: open it, replaying its committed calls."""
+        await self._ensure_loaded(ep.gym)
+        if ep._generation == self.generation and self.process is not None:
+            return
+        if ep._generation != -2:
+            self.pool.stats.replays += 1
+        reply = await self._exchange(
+            {"op": "open", "key": ep.gym.key, "ep": ep.id, "task": ep.task, "seed": ep.seed,
+             "max_steps": ep.max_steps, "replay": ep.committed, "steps": ep.steps},
+            self.pool.limits.time_s * (1 + len(ep.committed)),
+        )
+        if not reply.get("ok"):
+            raise SandboxError(f"could not open an episode of {ep.gym.class_name}: {reply.get('error')}")
+        ep._generation = self.generation
+
+    async def open_episode(self, ep: SandboxEpisode) -> None:
+        async with self.lock:
+            with anyio.CancelScope(shield=True):
+                await self._ensure_episode(ep)
+
+    async def call_episode(self, ep: SandboxEpisode, tool: str, args: str) -> dict[str, Any]:
+        """Run one call of ``ep``, first rebuilding it here if its worker was replaced."""
+        async with self.lock:
+            with anyio.CancelScope(shield=True):
+                await self._ensure_episode(ep)
+                reply = await self._exchange({"op": "call", "ep": ep.id, "tool": tool, "args": args},
+                                             self.pool.limits.time_s)
+                if reply.get("restart"):
+                    ep._generation = -1  # this worker is gone; rebuild on the next call
+                return reply
+
+    async def close_episode(self, ep: SandboxEpisode) -> None:
+        async with self.lock:
+            if self.process is not None and ep._generation == self.generation:
+                with anyio.CancelScope(shield=True):
+                    try:
+                        await self._exchange({"op": "close", "ep": ep.id}, self.pool.limits.time_s)
+                    except _WorkerLost:
+                        pass
+
+    async def shutdown(self) -> None:
+        async with self.lock:
+            if self.process is not None and self.process.stdin is not None:
+                with anyio.CancelScope(shield=True):
+                    try:
+                        await self.process.stdin.aclose()  # EOF: the worker exits by itself
+                    except (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError):
+                        pass
+                    with anyio.move_on_after(1):
+                        await self.process.wait()
+            await self._kill()
+
+
+def _death_reason(code: int | None, limits: SandboxLimits) -> tuple[str, str]:
+    """(error kind, message) for a worker that died during a request, from its exit status."""
+    if code in (-24, -9):  # SIGXCPU at the soft CPU limit, SIGKILL at the hard one
+        return ErrorKind.TIME_LIMIT, f"exceeded the CPU time limit of {limits.cpu:g} s"
+    if code is not None and code < 0:
+        return ErrorKind.SANDBOX_ERROR, f"crashed the sandbox worker (signal {-code})"
+    if code is not None:
+        return ErrorKind.SANDBOX_ERROR, f"made the sandbox worker exit (status {code})"
+    return ErrorKind.SANDBOX_ERROR, "made the sandbox worker stop answering"
+
+
+class SandboxPool:
+    """A pool of sandbox workers. Use as ``async with SandboxPool() as pool:``.
+
+    Args:
+        workers: number of worker processes (default: the number of CPUs).
+        limits: per-call limits.
+    """
+
+    def __init__(self, workers: int | None = None, limits: SandboxLimits | None = None) -> None:
+        self.limits = limits or SandboxLimits()
+        self.slots = [_Slot(self, i) for i in range(max(1, workers or os.cpu_count() or 1))]
+        self.stats = PoolStats()
+        self._descriptions: dict[str, dict[str, Any]] = {}
+        self._closed = False
+        self._rr = 0
+
+    async def __aenter__(self) -> SandboxPool:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Stop every worker (in-flight calls finish first) and remove their temp dirs."""
+        self._closed = True
+        async with anyio.create_task_group() as tg:
+            for slot in self.slots:
+                tg.start_soon(slot.shutdown)
+
+    def _slot(self) -> _Slot:
+        if self._closed:
+            raise SandboxError("the sandbox pool is closed")
+        best = min(self.slots, key=lambda s: (s.episodes, (s.index - self._rr) % len(self.slots)))
+        self._rr += 1
+        return best
+
+    async def _request(self, msg: dict[str, Any], gym: GymCode, timeout: float, what: str) -> dict[str, Any]:
+        try:
+            reply = await self._slot().request(msg, timeout, gym)
+        except _WorkerLost as exc:
+            raise SandboxError(f"{what} of {gym.class_name}: {exc}") from None
+        if not reply.get("ok"):
+            raise SandboxError(f"{what} of {gym.class_name} failed: {reply.get('error')}")
+        return reply
+
+    async def describe(self, gym: GymCode) -> dict[str, Any]:
+        """Load the gym in a worker; return ``{"tools": [...], "max_steps": n}``. Raises SandboxError."""
+        if gym.key not in self._descriptions:
+            reply = await self._request({"op": "ping"}, gym, self.limits.time_s, "loading")
+            self._descriptions.setdefault(gym.key, reply)
+        described = self._descriptions[gym.key]
+        return {"tools": described["tools"], "max_steps": described["max_steps"]}
+
+    async def reference_answer(self, gym: GymCode, task: dict[str, Any]) -> Any:
+        """The gym's reference answer for ``task``, computed in the sandbox within the limits."""
+        reply = await self._request({"op": "reference", "key": gym.key, "task": task}, gym, self.limits.time_s,
+                                    "the reference answer")
+        return reply["answer"]
+
+    async def run_oracle(self, gym: GymCode, task: dict[str, Any], seed: int = 0,
+                         max_steps: int | None = None) -> OracleResult:
+        """Play ``task`` with the gym's oracle in the sandbox (each call within the per-call limits)."""
+        budget = max_steps or 256
+        reply = await self._request({"op": "oracle", "key": gym.key, "task": task, "seed": seed, "max_steps": max_steps},
+                                    gym, self.limits.time_s * budget, "the oracle")
+        calls = [(str(name), dict(args)) for name, args in reply.get("calls", [])]
+        return OracleResult(float(reply["reward"]), int(reply["steps"]), calls, reply.get("oracle_error"))
+
+    async def open(self, gym: GymCode, task: dict[str, Any], seed: int = 0,
+                   max_steps: int | None = None) -> SandboxEpisode:
+        """Start an episode. The gym is loaded (and checked) first; a broken gym raises SandboxError."""
+        described = await self.describe(gym)
+        slot = self._slot()
+        ep = SandboxEpisode(self, slot, gym, task, seed, max_steps or described["max_steps"])
+        slot.episodes += 1
+        try:
+            await slot.open_episode(ep)
+        except _WorkerLost as exc:
+            slot.episodes -= 1
+            raise SandboxError(f"could not open an episode of {gym.class_name}: {exc}") from None
+        except BaseException:
+            slot.episodes -= 1
+            raise
+        return ep
+
+
+@dataclass(eq=False)
+class SandboxEpisode:
+    """One episode living in a sandbox worker. Calls on one episode are serialised."""
+
+    pool: SandboxPool
+    slot: _Slot
+    gym: GymCode
+    task: dict[str, Any]
+    seed: int
+    max_steps: int
+    id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    steps: int = 0
+    reward: float = 0.0
+    terminated: bool = False
+    truncated: bool = False
+    closed: bool = False
+    committed: list[list[str]] = field(default_factory=list)
+    _generation: int = -2  # -2: never opened; -1: lost with its worker
+    _lock: anyio.Lock = field(default_factory=anyio.Lock)
+
+    @property
+    def done(self) -> bool:
+        return self.terminated or self.truncated
+
+    async def call(self, tool: str, arguments: str | dict[str, Any] | None = None) -> StepResult:
+        """Make one call; never raises for a bad call (the result is an error observation)."""
+        if not isinstance(arguments, str):
+            try:
+                arguments = json.dumps(arguments if arguments is not None else {})
+            except (TypeError, ValueError) as exc:
+                return self._local_error(ErrorKind.INVALID_ARGUMENTS, f"arguments are not JSON-serialisable: {exc}")
+        async with self._lock:
+            if self.closed:
+                return self._local_error(ErrorKind.EPISODE_OVER, "the episode was closed; start a new one")
+            if self.done:
+                why = "Done was called" if self.terminated else f"the step budget of {self.max_steps} calls is spent"
+                return self._local_error(ErrorKind.EPISODE_OVER, f"the episode is over ({why}); start a new one")
+            self.pool.stats.calls += 1
+            try:
+                reply = await self.slot.call_episode(self, tool, arguments)
+            except _WorkerLost as exc:
+                self.steps += 1  # the call happened (and counts), but its effects were discarded
+                self._generation = -1
+                self.pool.stats.call_errors += 1
+                message = f"{tool} {exc}; the sandbox was reset and the state is unchanged"
+                if not self.terminated and self.steps >= self.max_steps:
+                    self.truncated = True
+                return self._local_error(exc.kind, message)
+            if not reply.get("ok"):
+                raise SandboxError(f"sandbox failure in {self.gym.class_name}.{tool}: {reply.get('error')}")
+            r = reply["result"]
+            result = StepResult(str(r["observation"]), float(r["reward"]), bool(r["terminated"]),
+                                bool(r["truncated"]), int(r["steps"]), r.get("error"))
+            self.steps, self.reward = result.steps, result.reward
+            self.terminated, self.truncated = result.terminated, result.truncated
+            if result.error is None:
+                self.committed.append([tool, arguments])
+            else:
+                self.pool.stats.call_errors += 1
+            return result
+
+    def _local_error(self, kind: str, message: str) -> StepResult:
+        return StepResult(f"Error: {message}", 0.0, self.terminated, self.truncated, self.steps, error=kind)
+
+    async def step(self, action: str | dict[str, Any]) -> tuple[str, float, bool, bool, dict[str, Any]]:
+        """Gymnasium-style step; see :meth:`mcp_gyms.episode.Episode.step`."""
+        name, arguments = parse_action(action)
+        result = self._local_error(ErrorKind.INVALID_ARGUMENTS, arguments) if name is None else await self.call(
+            name, arguments)
+        return result.observation, result.reward, result.terminated, result.truncated, {
+            "steps": result.steps, "error": result.error}
+
+    async def aclose(self) -> None:
+        """Free the episode's state in its worker. Idempotent."""
+        async with self._lock:
+            if self.closed:
+                return
+            self.closed = True
+            self.slot.episodes -= 1
+            await self.slot.close_episode(self)

@@ -1,0 +1,190 @@
+"""The sandbox worker: a locked-down process that hosts many episodes of untrusted gym code.
+
+Started by :mod:`mcp_gyms.sandbox` (never by hand). It talks to its host over two private file
+descriptors (its original stdin/stdout, moved aside; fds 0-2 then point at /dev/null and Python's
+``print`` goes nowhere). Each message is a 4-byte big-endian length plus a JSON object. Requests::
+
+    {"id": n, "op": "load",      "key": k, "code": "...", "class_name": "..."}   -> {"tools": [...]}
+    {"id": n, "op": "open",      "key": k, "ep": e, "task": {...}, "seed": s, "max_steps": m,
+                                 "replay": [[tool, args_json], ...], "steps": n}
+    {"id": n, "op": "call",      "ep": e, "tool": t, "args": "{...}"}             -> {"result": StepResult fields}
+    {"id": n, "op": "close",     "ep": e}
+    {"id": n, "op": "reference", "key": k, "task": {...}}                          -> {"answer": ...}
+    {"id": n, "op": "oracle",    "key": k, "task": {...}, "seed": s, "max_steps": m} -> OracleResult
+    {"id": n, "op": "ping"}
+
+Every reply has ``id`` and ``ok``; a failed request has ``error``. A reply with ``"restart": true``
+asks the host to replace this worker (after a memory error its heap cannot be trusted).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import struct
+import sys
+import traceback
+from typing import Any
+
+from .episode import Episode, ErrorKind
+from .gym import Gym, GymSpec
+from .jail import harden
+
+_PRELOAD = (
+    "collections", "heapq", "bisect", "itertools", "functools", "math", "random", "re", "string",
+    "typing", "dataclasses", "copy", "statistics", "fractions", "decimal", "operator", "enum", "json",
+    "ast", "numbers", "array", "queue", "textwrap", "unicodedata", "gymnasium",
+)
+MAX_FRAME = 64 * 1024 * 1024
+
+
+class _NullWriter:
+    def write(self, text: str) -> int:
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+
+def load_gym_class(code: str, class_name: str, key: str) -> type[Gym]:
+    """Execute gym code in a fresh module namespace and return its gym class (checked)."""
+    namespace: dict[str, Any] = {"__name__": f"codegym_gym_{key[:12]}", "__builtins__": __builtins__}
+    exec(compile(code, f"<gym {class_name}>", "exec"), namespace)
+    cls = namespace.get(class_name)
+    if cls is None:
+        raise LookupError(f"the code defines no class named {class_name!r}")
+    GymSpec.of(cls)
+    return cls
+
+
+class Worker:
+    def __init__(self, cpu_limit_s: float, max_observation_chars: int, trusted: list[bool]) -> None:
+        self.cpu_limit_s = cpu_limit_s
+        self.max_observation_chars = max_observation_chars
+        self.trusted = trusted
+        self.classes: dict[str, type[Gym]] = {}
+        self.episodes: dict[str, Episode] = {}
+
+    def _arm_cpu_limit(self, calls: int = 1) -> None:
+        """Give the next request ``cpu_limit_s`` seconds of CPU per call (SIGXCPU ends the worker).
+
+        Only the soft limit moves: raising a hard limit needs a privilege the worker may not have."""
+        self.trusted[0] = True
+        try:
+            usage = resource.getrusage(resource.RUSAGE_SELF)
+            soft = int(usage.ru_utime + usage.ru_stime + self.cpu_limit_s * calls) + 1
+            resource.setrlimit(resource.RLIMIT_CPU, (soft, resource.getrlimit(resource.RLIMIT_CPU)[1]))
+        finally:
+            self.trusted[0] = False
+
+    def handle(self, req: dict[str, Any]) -> dict[str, Any]:
+        op = req.get("op")
+        if op == "ping":
+            return {}
+        if op == "load":
+            cls = load_gym_class(req["code"], req["class_name"], req["key"])
+            self.classes[req["key"]] = cls
+            spec = GymSpec.of(cls)
+            return {"tools": spec.public_tools(), "max_steps": cls.max_steps}
+        if op == "open":
+            replay = req.get("replay") or []
+            self._arm_cpu_limit(1 + len(replay))
+            ep = Episode(self._class(req["key"]), req["task"], req.get("seed", 0), max_steps=req.get("max_steps"),
+                         max_observation_chars=self.max_observation_chars)
+            for tool, args in replay:
+                result = ep.call(tool, args)
+                if result.error:
+                    raise RuntimeError(f"replay of {tool} failed ({result.observation}); the gym is not deterministic")
+            ep.steps = req.get("steps", ep.steps)
+            self.episodes[req["ep"]] = ep
+            return {}
+        if op == "call":
+            ep = self.episodes.get(req["ep"])
+            if ep is None:
+                return {"error": f"episode {req['ep']} is not open in this worker", "lost": True}
+            self._arm_cpu_limit()
+            result = ep.call(req["tool"], req.get("args") or "{}")
+            return {"result": result.to_dict(), "restart": result.error == ErrorKind.MEMORY_LIMIT}
+        if op == "close":
+            self.episodes.pop(req["ep"], None)
+            return {}
+        if op == "reference":
+            self._arm_cpu_limit()
+            answer = self._class(req["key"]).reference_answer(req["task"])
+            return {"answer": json.loads(json.dumps(answer))}
+        if op == "oracle":
+            self._arm_cpu_limit(req.get("max_steps") or 256)
+            ep = Episode(self._class(req["key"]), req["task"], req.get("seed", 0), max_steps=req.get("max_steps"),
+                         max_observation_chars=self.max_observation_chars)
+            res = ep.run_oracle()
+            return {"reward": res.reward, "steps": res.steps, "calls": res.calls, "oracle_error": res.error}
+        raise ValueError(f"unknown op {op!r}")
+
+    def _class(self, key: str) -> type[Gym]:
+        try:
+            return self.classes[key]
+        except KeyError:
+            raise LookupError(f"gym {key} is not loaded in this worker") from None
+
+
+def _read_exact(fd: int, n: int) -> bytes:
+    chunks = []
+    while n:
+        chunk = os.read(fd, n)
+        if not chunk:
+            raise EOFError
+        chunks.append(chunk)
+        n -= len(chunk)
+    return b"".join(chunks)
+
+
+def _send(fd: int, msg: dict[str, Any]) -> None:
+    data = json.dumps(msg, default=repr).encode()
+    _write_all(fd, struct.pack(">I", len(data)) + data)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def main() -> None:
+    config = json.loads(sys.argv[1])
+    proto_in, proto_out = os.dup(0), os.dup(1)
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        if not (fd == 2 and config.get("keep_stderr")):
+            os.dup2(devnull, fd)
+    sys.stdout = sys.stderr = _NullWriter()  # type: ignore[assignment]
+    report, trusted = harden(config["tmpdir"], config["memory_mb"], _PRELOAD)
+    worker = Worker(config["cpu_s"], config["max_observation_chars"], trusted)
+    _send(proto_out, {"id": 0, "ok": True, "hello": dict(report), "pid": os.getpid()})
+    while True:
+        try:
+            (length,) = struct.unpack(">I", _read_exact(proto_in, 4))
+            if length > MAX_FRAME:
+                return
+            req = json.loads(_read_exact(proto_in, length))
+        except EOFError:
+            return
+        try:
+            reply = {"id": req.get("id"), "ok": True, **worker.handle(req)}
+            if reply.get("error"):
+                reply["ok"] = False
+        except MemoryError:
+            reply = {"id": req.get("id"), "ok": False, "error": "out of memory (sandbox memory limit)", "restart": True,
+                     "kind": ErrorKind.MEMORY_LIMIT}
+        except BaseException as exc:  # noqa: BLE001 - gym code may raise anything, SystemExit included
+            tb = traceback.format_exception_only(type(exc), exc)[-1].strip()
+            reply = {"id": req.get("id"), "ok": False, "error": tb[:2000]}
+        try:
+            _send(proto_out, reply)
+        except (TypeError, ValueError) as exc:
+            _send(proto_out, {"id": req.get("id"), "ok": False, "error": f"reply not serialisable: {exc}"})
+        if reply.get("restart"):
+            return
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,229 @@
+"""Adversarial gyms: every escape the sandbox blocks, each contained with a clear error.
+
+For each attack: the call returns an error observation naming the problem, the attacking episode
+keeps its last committed state, a bystander episode on the same pool keeps its state, and the pool
+keeps serving.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from conftest import gym_code
+
+from mcp_gyms.episode import ErrorKind
+
+EVIL = gym_code('''
+@tool
+def Evil(self, what: str, arg: str = "") -> str:
+    """Misbehave in the way named by `what`."""
+    self.value = -999  # corrupt the state first: it must be rolled back
+    if what == "loop":
+        while True:
+            pass
+    if what == "sleep":
+        time.sleep(30)
+    if what == "memory":
+        hog = bytearray(2 * 1024 ** 3)
+        return str(len(hog))
+    if what == "fork":
+        os.fork()
+    if what == "fork_bomb":
+        while True:
+            os.fork()
+    if what == "posix_spawn":
+        os.posix_spawn("/bin/sh", ["sh", "-c", "true"], {})
+    if what == "system":
+        os.system(f"touch {arg}")
+    if what == "subprocess":
+        import subprocess
+        subprocess.run(["touch", arg])
+    if what == "connect":
+        import socket
+        socket.create_connection(("127.0.0.1", int(arg)), timeout=1)
+    if what == "write":
+        with open(arg, "w") as fh:
+            fh.write("escaped")
+    if what == "write_tmp":
+        with open("scratch.txt", "w") as fh:
+            fh.write("fine")
+        return open("scratch.txt").read()
+    if what == "environ":
+        return json.dumps(dict(os.environ))
+    if what == "parent_environ":
+        return open(f"/proc/{os.getppid()}/environ").read()
+    if what == "raise":
+        raise ValueError("tool blew up after corrupting state")
+    if what == "exit":
+        sys.exit(3)
+    if what == "hard_exit":
+        os._exit(7)
+    if what == "big_output":
+        return "x" * 50_000_000
+    if what == "big_print":
+        print("y" * 50_000_000)
+        return "printed"
+    if what == "kill_parent":
+        os.kill(os.getppid(), 9)
+    if what == "ctypes":
+        import ctypes
+        return str(ctypes.CDLL(None))
+    if what == "thread":
+        import threading
+        threading.Thread(target=lambda: None).start()
+    return "nothing happened"
+''')
+
+
+async def _setup(pool):
+    attacker = await pool.open(EVIL, {"value": 5})
+    bystander = await pool.open(EVIL, {"value": 100})
+    assert (await attacker.call("Add", {"amount": 2})).observation == "7"
+    assert (await bystander.call("Add", {"amount": 1})).observation == "101"
+    return attacker, bystander
+
+
+async def _assert_intact(attacker, bystander):
+    assert (await attacker.call("Get")).observation == "7", "attacker's committed state was lost"
+    assert (await bystander.call("Get")).observation == "101", "bystander's state was lost"
+    assert (await bystander.call("Add", {"amount": 1})).observation == "102"
+
+
+@pytest.mark.parametrize(
+    "what, kind, words",
+    [
+        ("loop", ErrorKind.TIME_LIMIT, "time limit"),
+        ("sleep", ErrorKind.TIME_LIMIT, "time limit"),
+        ("memory", ErrorKind.MEMORY_LIMIT, "memory"),
+        ("fork", ErrorKind.TOOL_ERROR, "forking is not allowed"),
+        ("fork_bomb", ErrorKind.TOOL_ERROR, "forking is not allowed"),
+        ("posix_spawn", ErrorKind.TOOL_ERROR, "starting processes is not allowed"),
+        ("raise", ErrorKind.TOOL_ERROR, "tool blew up"),
+        ("exit", ErrorKind.TOOL_ERROR, "SystemExit"),
+        ("hard_exit", ErrorKind.SANDBOX_ERROR, "exit (status 7)"),
+        ("big_output", ErrorKind.OUTPUT_TOO_LARGE, "50,000,000 characters"),
+        ("kill_parent", ErrorKind.TOOL_ERROR, "sending signals is not allowed"),
+        ("ctypes", ErrorKind.TOOL_ERROR, "importing ctypes is not allowed"),
+        ("thread", ErrorKind.TOOL_ERROR, "start new thread"),
+        ("parent_environ", ErrorKind.TOOL_ERROR, "is not allowed"),
+    ],
+)
+async def test_attack_is_contained(pool, what, kind, words):
+    attacker, bystander = await _setup(pool)
+    started = time.monotonic()
+    result = await attacker.call("Evil", {"what": what})
+    elapsed = time.monotonic() - started
+    assert result.error == kind, result.observation
+    assert words in result.observation
+    assert result.observation.startswith("Error: ")
+    assert not result.done
+    if kind == ErrorKind.TIME_LIMIT:
+        assert elapsed < pool.limits.time_s + 1.0
+    await _assert_intact(attacker, bystander)
+
+
+async def test_shell_and_subprocess_cannot_touch_files(pool, tmp_path):
+    attacker, bystander = await _setup(pool)
+    for what in ("system", "subprocess"):
+        target = tmp_path / f"pwned-{what}"
+        result = await attacker.call("Evil", {"what": what, "arg": str(target)})
+        assert result.error == ErrorKind.TOOL_ERROR, result.observation
+        assert "not allowed" in result.observation
+        assert not target.exists()
+    await _assert_intact(attacker, bystander)
+
+
+async def test_no_network(pool):
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    listener.settimeout(0.5)
+    try:
+        attacker, bystander = await _setup(pool)
+        result = await attacker.call("Evil", {"what": "connect", "arg": str(listener.getsockname()[1])})
+        assert result.error == ErrorKind.TOOL_ERROR
+        assert "network access is not allowed" in result.observation
+        with pytest.raises(socket.timeout):
+            listener.accept()
+        await _assert_intact(attacker, bystander)
+    finally:
+        listener.close()
+
+
+async def test_writes_only_inside_private_temp_dir(pool, tmp_path):
+    attacker, bystander = await _setup(pool)
+    target = tmp_path / "escaped.txt"
+    result = await attacker.call("Evil", {"what": "write", "arg": str(target)})
+    assert result.error == ErrorKind.TOOL_ERROR
+    assert "writing outside the private temp dir is not allowed" in result.observation
+    assert not target.exists()
+    ok = await attacker.call("Evil", {"what": "write_tmp"})
+    assert ok.error is None and ok.observation == "fine"
+    # a successful call commits: the corrupted value is now the state, as the tool intended
+    assert (await attacker.call("Get")).observation == "-999"
+
+
+async def test_no_secrets_in_environment(monkeypatch):
+    from mcp_gyms.sandbox import SandboxPool
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-secret-value-123")
+    monkeypatch.setenv("CODEGYM_TOKEN", "tok-secret-456")
+    async with SandboxPool(workers=1) as fresh:
+        ep = await fresh.open(EVIL, {"value": 1})
+        result = await ep.call("Evil", {"what": "environ"})
+        assert result.error is None
+        env = json.loads(result.observation)
+        assert "secret" not in result.observation
+        assert set(env) <= {"PATH", "HOME", "TMPDIR", "LANG", "PYTHONHASHSEED"}
+
+
+async def test_huge_print_is_discarded(pool):
+    attacker, bystander = await _setup(pool)
+    result = await attacker.call("Evil", {"what": "big_print"})
+    assert result.error is None and result.observation == "printed"
+
+
+async def test_pool_keeps_serving_after_many_crashes(pool):
+    attacker, bystander = await _setup(pool)
+    for what in ("hard_exit", "loop", "memory", "hard_exit"):
+        assert (await attacker.call("Evil", {"what": what})).error is not None
+    assert pool.stats.worker_restarts >= 4
+    await _assert_intact(attacker, bystander)
+    oracle = await pool.run_oracle(EVIL, {"value": 3})
+    assert oracle.reward == 1.0
+
+
+def test_kernel_layers_hold_without_audit_hooks(tmp_path):
+    """Seccomp (and the network namespace) block escapes even when the Python-level hook is bypassed."""
+    script = textwrap.dedent(f"""
+        import os, socket, sys
+        sys.path.insert(0, {str(Path(__file__).resolve().parent.parent)!r})
+        from mcp_gyms.jail import harden
+        report, trusted = harden({str(tmp_path)!r}, 256)
+        trusted[0] = True  # switch the audit hook off: only the kernel layers remain
+        results = {{"seccomp": report["seccomp"]}}
+        for name, attempt in [
+            ("fork", lambda: os.fork()),
+            ("socket", lambda: socket.socket()),
+            ("kill_parent", lambda: os.kill(os.getppid(), 0)),
+        ]:
+            try:
+                attempt()
+                results[name] = "allowed"
+            except OSError as exc:
+                results[name] = exc.errno
+        print(results)
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    results = eval(out.stdout.strip().splitlines()[-1])  # noqa: S307 - our own subprocess's dict literal
+    if results["seccomp"] != "on":
+        pytest.skip(f"seccomp unavailable here: {results['seccomp']}")
+    assert results["fork"] == 1 and results["socket"] == 1 and results["kill_parent"] == 1
