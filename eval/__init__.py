@@ -1,0 +1,1 @@
+"""Evaluation of policies against gyms, reached only through MCP (``mcp_gyms.client``)."""

@@ -1,0 +1,157 @@
+"""`codegym`: the front door. Each subcommand imports its package only when it runs, so the runtime
+works without optional extras (``rl``) installed."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from .bank import Bank, BankError
+
+Command = Callable[[argparse.Namespace], int]
+
+
+def _bank_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--bank", default=None, help="bank folder (default: the bundled bank)")
+
+
+# --- list / show ------------------------------------------------------------------------------
+def cmd_list(args: argparse.Namespace) -> int:
+    bank = Bank.open(args.bank)
+    rows = [("id", "tools", "tasks", "easy/med/hard", "oracle steps", "verified")]
+    for g in bank.index.gyms:
+        mix = "/".join(str(g.difficulty.get(d, 0)) for d in ("easy", "medium", "hard"))
+        steps = f"{g.mean_oracle_steps:.1f}" if g.mean_oracle_steps is not None else "-"
+        rows.append((g.id, str(g.tools), str(g.tasks), mix, steps, "yes" if g.verified else "no"))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for n, row in enumerate(rows):
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)))
+        if n == 0:
+            print("  ".join("-" * w for w in widths))
+    print(f"\n{len(bank)} gyms, {sum(g.tasks for g in bank.index.gyms)} tasks in {bank.root}")
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    bank = Bank.open(args.bank)
+    record, tasks = bank.gym(args.gym), bank.tasks(args.gym)
+    if args.json:
+        print(json.dumps({"gym": record.model_dump(), "tasks": [t.model_dump() for t in tasks]}, indent=2))
+        return 0
+    print(f"# {record.title} ({record.id})\n\n{record.task_text}\n\n## Tools")
+    for t in record.tools:
+        print(f"\n### {t.name}\n{t.description}\nschema: {json.dumps(t.input_schema)}")
+    print(f"\n## Tasks ({len(tasks)})")
+    for i, t in enumerate(tasks):
+        config = json.dumps(t.config)
+        print(f"{i:3}  {t.id:10} {t.difficulty:6} oracle steps {t.oracle_steps}  config {config[:60]}"
+              f"{'...' if len(config) > 60 else ''}")
+    return 0
+
+
+# --- verify -----------------------------------------------------------------------------------
+def cmd_verify(args: argparse.Namespace) -> int:
+    import anyio
+
+    from synthesis.verify import collect_sources, verify_sources, write_back
+
+    sources, bank = collect_sources(args.paths)
+    if args.into:
+        bank = Bank.open(args.into) if (Path(args.into) / "bank.json").is_file() else Bank.create(args.into)
+
+    def progress(v) -> None:  # noqa: ANN001
+        if args.json:
+            return
+        kept = sum(t.kept for t in v.tasks)
+        verdict = "VERIFIED" if v.verified else "REJECTED"
+        print(f"{verdict:8}  {v.gym_id:24} tools {len(v.tools):2}  tasks kept {kept}/{len(v.tasks)}", flush=True)
+        for reason in v.reasons:
+            print(f"          - {reason}")
+        for t in v.tasks:
+            if not t.kept and t.reason:
+                print(f"          - task {t.task_id}: {t.reason}")
+
+    started = time.monotonic()
+    verdicts = anyio.run(verify_sources, sources, args.workers, progress)
+    if (args.write or args.into) and bank is not None:
+        write_back(bank, sources, verdicts)
+    ok = sum(v.verified for v in verdicts)
+    if args.json:
+        print(json.dumps({"verified": ok, "total": len(verdicts), "gyms": [v.to_dict() for v in verdicts]}, indent=2))
+    else:
+        tasks = sum(len(v.tasks) for v in verdicts)
+        print(f"\n{ok}/{len(verdicts)} gyms verified ({100 * ok / max(1, len(verdicts)):.0f}%), "
+              f"{tasks} tasks checked in {time.monotonic() - started:.1f} s")
+    return 0 if ok == len(verdicts) else 1
+
+
+# --- demo -------------------------------------------------------------------------------------
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    return run_demo(args)
+
+
+# --- serve ------------------------------------------------------------------------------------
+def _add_serve(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("serve", help="serve a gym over MCP (stdio), or a whole bank over streamable HTTP")
+    try:
+        from .server import add_serve_arguments, serve_command
+    except ImportError as exc:  # the server module is optional at import time only while it is being built
+        p.set_defaults(func=lambda _a: _fail(f"serving is unavailable: {exc}"))
+        return
+    add_serve_arguments(p)
+    p.set_defaults(func=serve_command)
+
+
+def _fail(message: str) -> int:
+    print(f"codegym: error: {message}", file=sys.stderr)
+    return 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="codegym", description="Verified tool-use gyms from coding problems, over MCP")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("list", help="list the gyms of a bank")
+    _bank_arg(p)
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("show", help="show a gym: task text, tools with schemas, tasks")
+    p.add_argument("gym")
+    _bank_arg(p)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_show)
+
+    p = sub.add_parser("verify", help="run the paper's stable checks on gyms, in the sandbox")
+    p.add_argument("paths", nargs="*", help="a bank folder, or gym folders (default: the bundled bank)")
+    p.add_argument("--json", action="store_true", help="print the full report as JSON")
+    p.add_argument("--write", action="store_true", help="store tools, oracle steps and reports back in the bank")
+    p.add_argument("--into", metavar="BANK", help="write the verified gyms into this bank (created if missing)")
+    p.add_argument("--workers", type=int, default=None, help="sandbox worker processes (default: CPU count)")
+    p.set_defaults(func=cmd_verify)
+
+    p = sub.add_parser("demo", help="verify the bundled bank and play every task with the oracle over MCP")
+    _bank_arg(p)
+    p.set_defaults(func=cmd_demo)
+
+    _add_serve(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except BankError as exc:
+        return _fail(str(exc))
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Synthesis: coding problems -> candidate gyms -> verified gyms. ``verify`` holds the stable checks."""
