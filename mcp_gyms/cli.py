@@ -4,6 +4,7 @@ works without optional extras (``rl``) installed."""
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 import time
@@ -96,16 +97,27 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(args)
 
 
-# --- serve ------------------------------------------------------------------------------------
-def _add_serve(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("serve", help="serve a gym over MCP (stdio), or a whole bank over streamable HTTP")
-    try:
-        from .server import add_serve_arguments, serve_command
-    except ImportError as exc:  # the server module is optional at import time only while it is being built
-        p.set_defaults(func=lambda _a: _fail(f"serving is unavailable: {exc}"))
+# --- commands that live in other packages -----------------------------------------------------
+#: command -> (module, help). The module is imported only when its command runs (so the runtime works
+#: without optional extras); it provides ``add_arguments(parser)`` and ``run(args) -> int``.
+LAZY_COMMANDS: dict[str, tuple[str, str]] = {
+    "serve": ("mcp_gyms.server", "serve a gym over MCP (stdio), or a whole bank over streamable HTTP"),
+}
+
+
+def _add_lazy(sub: argparse._SubParsersAction, name: str, selected: bool) -> None:
+    module_name, help_text = LAZY_COMMANDS[name]
+    p = sub.add_parser(name, help=help_text, description=help_text)
+    if not selected:
         return
-    add_serve_arguments(p)
-    p.set_defaults(func=serve_command)
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        message = f"'{name}' needs a missing package: {exc}"
+        p.set_defaults(func=lambda _a: _fail(message))
+        return
+    module.add_arguments(p)
+    p.set_defaults(func=module.run)
 
 
 def _fail(message: str) -> int:
@@ -113,7 +125,8 @@ def _fail(message: str) -> int:
     return 2
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(selected: str | None = None) -> argparse.ArgumentParser:
+    """The argument parser; ``selected`` names the command about to run (its module gets imported)."""
     parser = argparse.ArgumentParser(prog="codegym", description="Verified tool-use gyms from coding problems, over MCP")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -139,18 +152,23 @@ def build_parser() -> argparse.ArgumentParser:
     _bank_arg(p)
     p.set_defaults(func=cmd_demo)
 
-    _add_serve(sub)
+    for name in LAZY_COMMANDS:
+        _add_lazy(sub, name, selected == name)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    selected = next((a for a in argv if not a.startswith("-")), None)
+    args = build_parser(selected).parse_args(argv)
     try:
         return int(args.func(args) or 0)
     except BankError as exc:
         return _fail(str(exc))
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # e.g. `codegym show X | head`
+        return 0
 
 
 if __name__ == "__main__":

@@ -136,11 +136,14 @@ class _Slot:
         self.generation += 1
         self.loaded = set()
         with anyio.move_on_after(_STARTUP_TIMEOUT_S):
-            hello = await self._receive()
-            self.hello = hello.get("hello", {})
-            return
-        await self._kill()
-        raise SandboxError("a sandbox worker did not start within 60 s")
+            try:
+                self.hello = (await self._receive()).get("hello", {})
+                return
+            except (anyio.EndOfStream, anyio.IncompleteRead, anyio.BrokenResourceError, OSError, ValueError):
+                pass
+        code = await self._exit_code()
+        await self._replace()
+        raise _WorkerLost(ErrorKind.SANDBOX_ERROR, f"could not start a sandbox worker (exit status {code})")
 
     async def _kill(self) -> None:
         process, self.process, self.reader = self.process, None, None
@@ -216,9 +219,16 @@ class _Slot:
         """Send one request (loading ``gym`` first if this worker lacks it)."""
         async with self.lock:
             with anyio.CancelScope(shield=True):  # a started exchange always completes or fails clearly
+                await self._check_alive()
                 if gym is not None:
                     await self._ensure_loaded(gym)
                 return await self._exchange(msg, timeout)
+
+    async def _check_alive(self) -> None:
+        """A worker that died while idle (killed from outside, OOM killer) is replaced before use, so
+        the next request does not take the blame."""
+        if self.process is not None and self.process.returncode is not None:
+            await self._replace()
 
     async def _ensure_loaded(self, gym: GymCode) -> dict[str, Any] | None:
         if self.process is not None and gym.key in self.loaded:
@@ -250,12 +260,14 @@ class _Slot:
     async def open_episode(self, ep: SandboxEpisode) -> None:
         async with self.lock:
             with anyio.CancelScope(shield=True):
+                await self._check_alive()
                 await self._ensure_episode(ep)
 
     async def call_episode(self, ep: SandboxEpisode, tool: str, args: str) -> dict[str, Any]:
         """Run one call of ``ep``, first rebuilding it here if its worker was replaced."""
         async with self.lock:
             with anyio.CancelScope(shield=True):
+                await self._check_alive()
                 await self._ensure_episode(ep)
                 reply = await self._exchange({"op": "call", "ep": ep.id, "tool": tool, "args": args},
                                              self.pool.limits.time_s)
@@ -287,8 +299,10 @@ class _Slot:
 
 def _death_reason(code: int | None, limits: SandboxLimits) -> tuple[str, str]:
     """(error kind, message) for a worker that died during a request, from its exit status."""
-    if code in (-24, -9):  # SIGXCPU at the soft CPU limit, SIGKILL at the hard one
+    if code == -24:  # SIGXCPU: the per-call CPU limit
         return ErrorKind.TIME_LIMIT, f"exceeded the CPU time limit of {limits.cpu:g} s"
+    if code == -9:
+        return ErrorKind.SANDBOX_ERROR, "was interrupted: the sandbox worker was killed"
     if code is not None and code < 0:
         return ErrorKind.SANDBOX_ERROR, f"crashed the sandbox worker (signal {-code})"
     if code is not None:
@@ -356,13 +370,32 @@ class SandboxPool:
         return reply["answer"]
 
     async def run_oracle(self, gym: GymCode, task: dict[str, Any], seed: int = 0,
-                         max_steps: int | None = None) -> OracleResult:
-        """Play ``task`` with the gym's oracle in the sandbox (each call within the per-call limits)."""
+                         max_steps: int | None = None, timeout: float | None = None) -> OracleResult:
+        """Play ``task`` with the gym's oracle in the sandbox (each call within the per-call limits).
+
+        ``timeout`` caps the wall time of the whole run (default: the per-call limit times the step
+        budget); past it the worker is replaced and SandboxError says the time limit was exceeded."""
         budget = max_steps or 256
+        limit = timeout if timeout is not None else self.limits.time_s * budget
         reply = await self._request({"op": "oracle", "key": gym.key, "task": task, "seed": seed, "max_steps": max_steps},
-                                    gym, self.limits.time_s * budget, "the oracle")
+                                    gym, limit, "the oracle")
         calls = [(str(name), dict(args)) for name, args in reply.get("calls", [])]
         return OracleResult(float(reply["reward"]), int(reply["steps"]), calls, reply.get("oracle_error"))
+
+    async def execute(self, code: str, entry: str = "main", args: dict[str, Any] | None = None) -> Any:
+        """Run untrusted code that is not a gym: ``entry(**args)`` from ``code``, in a worker.
+
+        Returns the function's value (JSON round-tripped). The call runs within the pool's per-call
+        limits; code that raises, loops or runs out of memory raises :class:`SandboxError` saying why
+        (the worker is replaced when needed)."""
+        try:
+            reply = await self._slot().request({"op": "exec", "code": code, "entry": entry, "args": args or {}},
+                                               self.limits.time_s)
+        except _WorkerLost as exc:
+            raise SandboxError(f"code execution {exc}") from None
+        if not reply.get("ok"):
+            raise SandboxError(f"code execution failed: {reply.get('error')}")
+        return reply["result"]
 
     async def open(self, gym: GymCode, task: dict[str, Any], seed: int = 0,
                    max_steps: int | None = None) -> SandboxEpisode:

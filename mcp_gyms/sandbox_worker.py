@@ -11,7 +11,14 @@ descriptors (its original stdin/stdout, moved aside; fds 0-2 then point at /dev/
     {"id": n, "op": "close",     "ep": e}
     {"id": n, "op": "reference", "key": k, "task": {...}}                          -> {"answer": ...}
     {"id": n, "op": "oracle",    "key": k, "task": {...}, "seed": s, "max_steps": m} -> OracleResult
+    {"id": n, "op": "exec",      "code": "...", "entry": "main", "args": {...}}  -> {"result": ...}
     {"id": n, "op": "ping"}
+
+``exec`` is the one op that is not about gyms: it runs a code string in a fresh module namespace,
+calls its function ``entry`` (default ``main``) with ``args`` as keyword arguments, and returns the
+function's JSON-serialisable value. It runs under the same jail and per-call limits (one call's CPU
+time) as a tool call; the synthesis pipeline uses it to run a problem's tests and its original
+solution, which are as untrusted as gym code.
 
 Every reply has ``id`` and ``ok``; a failed request has ``error``. A reply with ``"restart": true``
 asks the host to replace this worker (after a memory error its heap cannot be trusted).
@@ -113,6 +120,15 @@ class Worker:
             self._arm_cpu_limit()
             answer = self._class(req["key"]).reference_answer(req["task"])
             return {"answer": json.loads(json.dumps(answer))}
+        if op == "exec":
+            self._arm_cpu_limit()
+            namespace: dict[str, Any] = {"__name__": "codegym_exec", "__builtins__": __builtins__}
+            exec(compile(req["code"], "<exec>", "exec"), namespace)
+            entry = req.get("entry") or "main"
+            fn = namespace.get(entry)
+            if not callable(fn):
+                raise LookupError(f"the code defines no function named {entry!r}")
+            return {"result": json.loads(json.dumps(fn(**(req.get("args") or {}))))}
         if op == "oracle":
             self._arm_cpu_limit(req.get("max_steps") or 256)
             ep = Episode(self._class(req["key"]), req["task"], req.get("seed", 0), max_steps=req.get("max_steps"),

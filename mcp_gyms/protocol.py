@@ -1,0 +1,200 @@
+"""The wire contract between gym servers and their clients, on top of MCP (shared by server and client).
+
+MCP's current revision (2026-07-28) is stateless, so an episode is a server-minted *handle* that every
+request names. The contract, stated once:
+
+- **Start.** ``codegym/episodes/start`` with params ``{task?, difficulty?, seed?}`` creates an episode of
+  the endpoint's gym and returns :class:`EpisodeInfo` (``episode`` is the handle). ``task`` is a task index
+  (int) or id (str); without it, ``difficulty`` picks the first task of that difficulty; without either,
+  task 0. ``seed`` defaults to the task's own seed.
+- **Calls.** ``tools/call`` with ``_meta: {"codegym/episode": HANDLE}`` (:data:`EPISODE_META_KEY`). The
+  listed tools are exactly the gym's own (``Observe``, its atomic tools, ``Done``), so a model sees
+  nothing else. Every result has the observation as text content, ``isError`` for a bad call, and
+  ``structuredContent`` = :class:`StepOutcome`. Bad calls (unknown tool, wrong arguments, a tool's own
+  error, a call after the end) are results with ``isError: true``, never JSON-RPC errors.
+- **Status / close.** ``codegym/episodes/status`` and ``codegym/episodes/close`` with
+  ``{episode}`` return :class:`EpisodeStatus`. Closing is idempotent.
+- **Oracle.** ``codegym/oracle`` with ``{episode}`` plays the gym's verified oracle on the episode's
+  (task, seed) in the sandbox and returns its call list (:class:`OraclePlan`); the client replays the
+  calls through ``tools/call`` on the episode, so the reward comes from the real episode.
+- **Handle-less clients** (Claude Desktop, the Inspector, ``fastmcp call``): a stdio server keeps one
+  implicit episode on the task chosen at start-up; an HTTP endpoint keeps one implicit episode per
+  ``Mcp-Session-Id`` (clients on the handshake revisions). Only there the server also lists the
+  control tool ``StartTask(task?, difficulty?, seed?)`` (:data:`START_TOOL`), marked with
+  ``_meta: {"codegym/control": true}`` so programs can tell it from the gym's tools.
+
+Episode ends: ``Done``, the step budget, an idle timeout, ``close``, or server shutdown. A call on an
+ended episode is an ``isError`` result with ``error: "episode_over"``; on an unknown handle,
+``error: "unknown_episode"``. Errors of the custom methods are JSON-RPC errors with the codes below.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import mcp_types as types
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "CONTROL_META_KEY",
+    "EPISODE_META_KEY",
+    "METHOD_CLOSE",
+    "METHOD_ORACLE",
+    "METHOD_START",
+    "METHOD_STATUS",
+    "START_TOOL",
+    "CloseRequest",
+    "EpisodeInfo",
+    "EpisodeParams",
+    "EpisodeStatus",
+    "ErrorCode",
+    "OracleCall",
+    "OraclePlan",
+    "OracleRequest",
+    "StartParams",
+    "StartRequest",
+    "StatusRequest",
+    "StepOutcome",
+]
+
+#: The request ``_meta`` key that carries an episode handle.
+EPISODE_META_KEY = "codegym/episode"
+#: Tool ``_meta`` key marking a session-control tool (not one of the gym's tools).
+CONTROL_META_KEY = "codegym/control"
+#: The control tool that starts or restarts the implicit episode of a handle-less client.
+START_TOOL = "StartTask"
+
+METHOD_START = "codegym/episodes/start"
+METHOD_STATUS = "codegym/episodes/status"
+METHOD_CLOSE = "codegym/episodes/close"
+METHOD_ORACLE = "codegym/oracle"
+
+Difficulty = Literal["easy", "medium", "hard"]
+
+
+class ErrorCode:
+    """JSON-RPC error codes of the custom methods (besides the standard -32602 invalid params)."""
+
+    INVALID_PARAMS = types.INVALID_PARAMS  # unknown task, bad difficulty, missing handle
+    UNKNOWN_EPISODE = -32001  # no such episode handle (never minted, or forgotten long ago)
+    TOO_MANY_EPISODES = -32002  # the cap on open episodes is reached
+    GYM_UNAVAILABLE = -32003  # the gym's code failed to load in the sandbox
+    SHUTTING_DOWN = -32004  # the server is stopping
+    WRONG_GYM = -32005  # the handle belongs to another gym's endpoint
+    SANDBOX_ERROR = -32006  # the sandbox failed (e.g. the oracle broke a limit)
+
+
+class _Wire(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+
+# --- params ------------------------------------------------------------------------------------
+class StartParams(types.RequestParams):
+    """Params of ``codegym/episodes/start``."""
+
+    task: int | str | None = Field(None, description="task index (int) or task id (str); default: task 0")
+    difficulty: Difficulty | None = Field(None, description="pick the first task of this difficulty")
+    seed: int | None = Field(None, description="episode seed; default: the task's own seed")
+
+
+class EpisodeParams(types.RequestParams):
+    """Params of the methods that act on one episode. ``episode`` falls back to ``_meta``'s handle."""
+
+    episode: str | None = None
+
+
+# --- results -----------------------------------------------------------------------------------
+class EpisodeInfo(types.Result):
+    """Result of ``codegym/episodes/start`` (and of the ``StartTask`` tool, as structured content)."""
+
+    result_type: Literal["complete"] = "complete"
+    episode: str
+    gym: str
+    task_id: str
+    task_index: int
+    tasks: int = Field(description="number of tasks of the gym")
+    difficulty: Difficulty
+    seed: int
+    max_steps: int
+    task_text: str
+
+
+class EpisodeStatus(types.Result):
+    """Result of ``codegym/episodes/status`` and ``codegym/episodes/close``."""
+
+    result_type: Literal["complete"] = "complete"
+    episode: str
+    gym: str
+    task_id: str
+    steps: int
+    reward: float
+    done: bool
+    terminated: bool
+    truncated: bool
+    open: bool = Field(description="false once the episode ended or was closed")
+    ended: str | None = Field(None, description="why it ended: done, truncated, closed, idle, shutdown")
+
+
+class OracleCall(_Wire):
+    name: str
+    arguments: dict[str, Any] = Field(default_factory=dict)
+
+
+class OraclePlan(types.Result):
+    """Result of ``codegym/oracle``: the oracle's calls on the episode's (task, seed)."""
+
+    result_type: Literal["complete"] = "complete"
+    episode: str
+    calls: list[OracleCall]
+    reward: float = Field(description="the reward the oracle earned when the server played it")
+    steps: int
+    error: str | None = None
+
+
+class StepOutcome(_Wire):
+    """The ``structuredContent`` of every gym tool result."""
+
+    observation: str
+    reward: float = 0.0
+    done: bool = False
+    terminated: bool = False
+    truncated: bool = False
+    steps: int = 0
+    error: str | None = Field(None, description="None for a good call, else the kind of bad call")
+
+
+#: ``outputSchema`` of the gym tools (what ``structuredContent`` holds).
+STEP_OUTPUT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "observation": {"type": "string"},
+        "reward": {"type": "number"},
+        "done": {"type": "boolean"},
+        "terminated": {"type": "boolean"},
+        "truncated": {"type": "boolean"},
+        "steps": {"type": "integer"},
+        "error": {"type": ["string", "null"]},
+    },
+    "required": ["observation", "reward", "done", "terminated", "truncated", "steps", "error"],
+}
+
+
+# --- requests (what the client sends) ----------------------------------------------------------
+class StartRequest(types.Request[StartParams, Literal["codegym/episodes/start"]]):
+    method: Literal["codegym/episodes/start"] = METHOD_START
+    params: StartParams
+
+
+class StatusRequest(types.Request[EpisodeParams, Literal["codegym/episodes/status"]]):
+    method: Literal["codegym/episodes/status"] = METHOD_STATUS
+    params: EpisodeParams
+
+
+class CloseRequest(types.Request[EpisodeParams, Literal["codegym/episodes/close"]]):
+    method: Literal["codegym/episodes/close"] = METHOD_CLOSE
+    params: EpisodeParams
+
+
+class OracleRequest(types.Request[EpisodeParams, Literal["codegym/oracle"]]):
+    method: Literal["codegym/oracle"] = METHOD_ORACLE
+    params: EpisodeParams

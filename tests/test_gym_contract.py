@@ -1,0 +1,207 @@
+"""The gym contract and the in-process episode rules (mcp_gyms.gym, mcp_gyms.episode)."""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+import pytest
+
+from mcp_gyms import Gym, GymSpec, tool
+from mcp_gyms.episode import Episode, ErrorKind
+from mcp_gyms.gym import strip_examples
+
+
+class Counter(Gym):
+    """Count to a hidden target."""
+
+    answer_type = int
+    max_steps = 12
+
+    def setup(self, task: dict[str, Any]) -> None:
+        self.target = task["target"]
+        self.count = 0
+        self.history: list[int] = []
+
+    def observe(self) -> str:
+        return f"count={self.count}"
+
+    @classmethod
+    def reference_answer(cls, task: dict[str, Any]) -> int:
+        return task["target"] * 2
+
+    @tool
+    def Step(self, by: int, note: str = "") -> int:
+        """Add `by` to the count.
+
+        Args:
+            by (int): how much to add.
+
+        Example Output:
+            3
+        """
+        self.count += by
+        self.history.append(by)
+        if self.count > 100:
+            raise ValueError("count overflow")
+        return self.count
+
+    @tool
+    def Peek(self) -> dict:
+        """Return the target's parity.
+
+        >>> gym.Peek()
+        {'even': True}
+        """
+        return {"even": self.target % 2 == 0}
+
+    @staticmethod
+    def solve(call) -> None:
+        for _ in range(9):
+            call("Step", by=1)
+        call("Peek")
+        call("Done", answer=json.loads(call("Step", by=0)) * 0 + 2 * 5)
+
+
+def _state(ep: Episode) -> dict[str, Any]:
+    return {k: (v.getstate() if k == "rng" else copy.deepcopy(v)) for k, v in ep.gym.__dict__.items()}
+
+
+def test_tools_schemas_and_descriptions():
+    spec = GymSpec.of(Counter)
+    assert list(spec.tools) == ["Observe", "Step", "Peek", "Done"]
+    step = spec.tools["Step"]
+    assert step.input_schema["properties"]["by"] == {"type": "integer"}
+    assert step.input_schema["required"] == ["by"]
+    assert step.input_schema["additionalProperties"] is False
+    assert "Example" not in step.description and "Args:" in step.description
+    assert "Example Output" in step.docstring  # kept for verification
+    assert ">>>" not in spec.tools["Peek"].description
+    assert spec.tools["Done"].input_schema["properties"]["answer"] == {"type": "integer"}
+
+
+def test_strip_examples_keeps_later_sections():
+    doc = """Do a thing.
+
+    Examples:
+        >>> f(1)
+        2
+
+    Returns:
+        int: the result.
+    """
+    assert strip_examples(doc) == "Do a thing.\n\nReturns:\n    int: the result."
+
+
+@pytest.mark.parametrize(
+    "name, args, kind, words",
+    [
+        ("Nope", {}, ErrorKind.UNKNOWN_TOOL, "unknown tool 'Nope'"),
+        ("Step", {}, ErrorKind.INVALID_ARGUMENTS, "missing required argument 'by'"),
+        ("Step", {"by": "2"}, ErrorKind.INVALID_ARGUMENTS, "argument 'by'"),
+        ("Step", {"by": 1.5}, ErrorKind.INVALID_ARGUMENTS, "argument 'by'"),
+        ("Step", {"by": 1, "extra": 2}, ErrorKind.INVALID_ARGUMENTS, "unexpected argument 'extra'"),
+        ("Step", "[1, 2]", ErrorKind.INVALID_ARGUMENTS, "must be a JSON object"),
+        ("Step", "{not json", ErrorKind.INVALID_ARGUMENTS, "invalid arguments"),
+        ("Step", {"by": 500}, ErrorKind.TOOL_ERROR, "count overflow"),
+    ],
+)
+def test_bad_calls_name_the_problem_and_leave_state(name, args, kind, words):
+    ep = Episode(Counter, {"target": 5})
+    ep.call("Step", {"by": 3})
+    before = _state(ep)
+    result = ep.call(name, args)
+    assert result.error == kind
+    assert words in result.observation and result.observation.startswith("Error: ")
+    assert _state(ep) == before  # trial then overwrite: a failed call changes nothing
+    assert result.steps == 2 and result.reward == 0 and not result.done
+
+
+def test_done_rewards_and_ends():
+    ep = Episode(Counter, {"target": 5})
+    wrong = ep.call("Done", {"answer": 3})
+    assert wrong.terminated and wrong.reward == 0 and "reward=0" in wrong.observation
+    assert ep.call("Observe").error == ErrorKind.EPISODE_OVER
+    ep = Episode(Counter, {"target": 5})
+    right = ep.call("Done", {"answer": 10})
+    assert right.terminated and right.reward == 1.0
+
+
+def test_step_budget_truncates_with_zero_reward():
+    ep = Episode(Counter, {"target": 5})
+    results = [ep.call("Observe") for _ in range(Counter.max_steps)]
+    assert results[-1].truncated and not results[-1].terminated and results[-1].reward == 0
+    assert not any(r.truncated for r in results[:-1])
+    late = ep.call("Done", {"answer": 10})
+    assert late.error == ErrorKind.EPISODE_OVER and late.reward == 0
+
+
+def test_gymnasium_step_view():
+    ep = Episode(Counter, {"target": 1})
+    obs, reward, terminated, truncated, info = ep.step({"name": "Step", "arguments": {"by": 2}})
+    assert (obs, reward, terminated, truncated, info) == ("2", 0.0, False, False, {"steps": 1, "error": None})
+    obs, *_rest, info = ep.step('{"name": "Step", "parameters": {"by": 1}}')  # the original format's key
+    assert obs == "3"
+    obs, *_rest, info = ep.step("not json")
+    assert info["error"] == ErrorKind.INVALID_ARGUMENTS and "not valid JSON" in obs
+    obs, reward, terminated, truncated, _ = ep.step({"name": "Done", "arguments": {"answer": 2}})
+    assert reward == 1.0 and terminated and not truncated
+
+
+def test_oracle_plays_through_the_call_path():
+    result = Episode(Counter, {"target": 5}).run_oracle()
+    assert result.reward == 1.0 and result.error is None
+    assert result.steps == 12 - 0 == len(result.calls)  # every oracle call is counted
+    assert result.calls[0] == ("Step", {"by": 1})
+
+
+def test_oracle_that_never_calls_done_is_reported():
+    class Lazy(Counter):
+        @staticmethod
+        def solve(call) -> None:
+            call("Observe")
+
+    result = Episode(Lazy, {"target": 5}).run_oracle()
+    assert result.reward == 0 and result.error == "the oracle ended without calling Done"
+
+
+def _untyped(self, x):  # noqa: ANN001
+    """A tool without type hints."""
+    return x
+
+
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda ns: ns.pop("solve"), "does not implement solve()"),
+        (lambda ns: ns.update(solve=lambda self, call: None), "must be a @staticmethod"),
+        (lambda ns: ns.update(Untyped=tool(_untyped)), "has no type hint"),
+        (lambda ns: ns.update(Observe=tool(lambda self: "x")), "basic action"),
+    ],
+)
+def test_contract_violations_are_named(mutate, message):
+    ns = {k: v for k, v in vars(Counter).items() if not k.startswith("__")}
+    mutate(ns)
+    broken = type("Broken", (Gym,), ns)
+    with pytest.raises(TypeError, match=message):
+        GymSpec.of(broken)
+
+
+def test_tool_without_docstring_is_rejected():
+    def Bare(self) -> int:  # noqa: N802
+        return 1
+
+    broken = type("NoDoc", (Counter,), {"Bare": tool(Bare)})
+    with pytest.raises(TypeError, match="needs a docstring"):
+        GymSpec.of(broken)
+
+
+def test_unpicklable_state_fails_at_start():
+    class Bad(Counter):
+        def setup(self, task):
+            super().setup(task)
+            self.gen = (i for i in range(3))
+
+    with pytest.raises(TypeError, match="cannot be snapshotted"):
+        Episode(Bad, {"target": 1})
