@@ -45,6 +45,7 @@ __all__ = ["GymCode", "SandboxError", "SandboxEpisode", "SandboxLimits", "Sandbo
 
 MAX_FRAME = 64 * 1024 * 1024
 _STARTUP_TIMEOUT_S = 60.0
+_MAX_REPLAY_S = 120.0  # every replayed call once finished within the limit; this only bounds the worst case
 _SLACK_S = 0.5  # IPC allowance on top of a limit; the error still comes within limit + 1 s
 
 
@@ -251,7 +252,7 @@ class _Slot:
         reply = await self._exchange(
             {"op": "open", "key": ep.gym.key, "ep": ep.id, "task": ep.task, "seed": ep.seed,
              "max_steps": ep.max_steps, "replay": ep.committed, "steps": ep.steps},
-            self.pool.limits.time_s * (1 + len(ep.committed)),
+            min(self.pool.limits.time_s * (1 + len(ep.committed)), _MAX_REPLAY_S),
         )
         if not reply.get("ok"):
             raise SandboxError(f"could not open an episode of {ep.gym.class_name}: {reply.get('error')}")
