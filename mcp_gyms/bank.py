@@ -22,7 +22,8 @@ import os
 import re
 import tempfile
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from functools import cached_property
 from pathlib import Path
@@ -170,6 +171,7 @@ class Bank:
         self._by_id = {g.id: g for g in index.gyms}
         self._records: dict[str, GymRecord] = {}
         self._tasks: dict[str, list[TaskRecord]] = {}
+        self._defer_index = 0
 
     # --- opening ------------------------------------------------------------------------------
     @classmethod
@@ -280,12 +282,30 @@ class Bank:
         self._records[record.id] = record
         self._tasks[record.id] = tasks
         self._by_id[record.id] = summarise(record, tasks)
-        self.write_index()
+        self._index_changed()
 
     def remove_gym(self, gym_id: str) -> None:
         """Drop a gym from the index (its files stay, for a person to inspect)."""
         self._by_id.pop(self._check_id(gym_id))
-        self.write_index()
+        self._index_changed()
+
+    @contextmanager
+    def batch(self) -> Iterator[Bank]:
+        """Defer index writes to the end of the block (for writing thousands of gyms).
+
+        Gym files are still written one by one; the index is written once when the block exits,
+        also when it exits with an error, so it lists exactly the gyms whose files were written."""
+        self._defer_index += 1
+        try:
+            yield self
+        finally:
+            self._defer_index -= 1
+            if not self._defer_index:
+                self.write_index()
+
+    def _index_changed(self) -> None:
+        if not self._defer_index:
+            self.write_index()
 
     def write_index(self) -> None:
         self.index = BankIndex(name=self.index.name, updated_at=_now(), gyms=list(self._by_id.values()))

@@ -197,6 +197,11 @@ async def verify_sources(sources: list[GymSource], workers: int | None = None,
 
 def write_back(bank: Bank, sources: list[GymSource], verdicts: list[GymVerdict]) -> None:
     """Store tools, oracle step counts and the report in the bank; keep only the tasks that passed."""
+    with bank.batch():
+        _write_back(bank, sources, verdicts)
+
+
+def _write_back(bank: Bank, sources: list[GymSource], verdicts: list[GymVerdict]) -> None:
     for source, verdict in zip(sources, verdicts):
         steps = {t.task_id: t.oracle_steps for t in verdict.tasks}
         kept_ids = {t.task_id for t in verdict.tasks if t.kept}

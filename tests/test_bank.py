@@ -99,3 +99,16 @@ def test_large_bank_opens_fast(tmp_path):
     elapsed = time.perf_counter() - started
     assert len(bank) == 13_116 and sum(g.tasks for g in bank.index.gyms) == 91_812
     print(f"opened a 13,116-gym index in {elapsed * 1000:.0f} ms")  # speed targets live in benchmarks/
+
+
+def test_batch_writes_the_index_once(tmp_path, monkeypatch):
+    bank = Bank.create(tmp_path / "b")
+    writes = []
+    original = bank.write_index
+    monkeypatch.setattr(bank, "write_index", lambda: (writes.append(1), original())[1])
+    with bank.batch():
+        for i in range(5):
+            bank.put_gym(_record(f"g{i}"), "x = 1\n", _tasks())
+        assert not writes
+    assert len(writes) == 1
+    assert Bank.open(tmp_path / "b").gym_ids == [f"g{i}" for i in range(5)]

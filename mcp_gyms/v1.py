@@ -1,0 +1,442 @@
+"""Environments in the original CodeGym release format ("v1"), run as native gyms.
+
+The CodeGym authors released their environments as one Python file each, named
+``{code_id}__{ClassName}.py``, holding a ``gymnasium.Env`` subclass with this contract:
+
+- ``ClassName.from_env_str("ClassName@{...}")`` parses the part after ``@`` (with ``ast.literal_eval``)
+  and calls ``reset(options)``, which sets the hidden input and clears ``_reward``, ``_done`` and
+  ``step_count``;
+- ``self.func_mapping`` maps PascalCase action names (``Observe`` and ``Done`` always among them) to
+  integer codes; each action is a method of the same name whose docstring has ``Args:``, ``Returns:``
+  and ``Example Output:`` sections (arguments written ``name (type): text``);
+- ``step(action)`` takes the JSON text ``{"name": ..., "parameters": {...}}`` and returns
+  ``(True, message)``; a failed action is a message starting with ``Error:`` (never an exception);
+- ``Done(answer)`` compares with ``get_ref_answer()`` and ends its message with ``reward=1``/``reward=0``;
+- ``solve()`` is the oracle: it plays through ``self.step(...)`` only and returns ``Done``'s message.
+
+``codegym import-v1`` (``synthesis/import_v1.py``) turns such a file into a native gym file: the original
+source verbatim, followed by a generated subclass of :class:`V1Gym` with one typed ``@tool`` per action.
+This module is the runtime half of that adapter (it runs inside the sandbox worker, next to the env).
+The rules it implements:
+
+- **Construction.** An episode's env is ``ClassName.from_env_str("ClassName@" + payload)`` where the
+  payload is the task as JSON when that text is also a Python literal, else as a Python literal (so
+  ``true``/``null`` never reach ``ast.literal_eval``).
+- **Tools.** Every action but ``Observe``/``Done`` is a tool whose parameters come from the docstring's
+  ``Args:`` section (:func:`parse_docstring_args`, :func:`annotation_for`), validated strictly by the
+  runtime like any native tool. A call forwards to the env's own ``step(json.dumps({"name": ...,
+  "parameters": {...}}))``, so the env's messages reach the agent as designed. A message starting with
+  ``Error:`` is raised as :class:`EnvError`: the episode reports it as a ``tool_error`` observation
+  (``Error: <Tool> failed: EnvError: <the env's text>; the state is unchanged``) and rolls the env back
+  to its state before the call (the runtime's *trial then overwrite*; the original env may have half-
+  applied the action). ``Observe`` forwards the same way.
+- **Done.** The runtime's Done semantics are kept: :meth:`V1Gym.reference_answer` is a fresh env's
+  ``get_ref_answer()`` (made JSON-shaped: tuples and numpy values become lists and numbers), and an
+  answer earns reward 1 when it equals the reference after a JSON round trip *or* when the env's own
+  ``Done`` accepts it (so tolerances or order-insensitive comparisons written in ``Done`` still hold).
+  The env's ``Done`` message itself is not shown: the runtime answers ``Answer correct. reward=1``.
+- **Oracle.** The generated ``solve(call)`` runs the env's own ``solve()`` on an *oracle view*: an env
+  object with no state whose ``step`` is redirected to ``call(name, **parameters)``. Every ``self.step``
+  is therefore a counted call through the normal episode path, and a ``solve()`` that reads the hidden
+  state directly (not a tool-only solution) fails with an error naming the attribute it read.
+- **Snapshots.** The runtime snapshots a gym with ``pickle``; the gym file calls
+  :func:`register_namespace` at its end so the env's classes can be found by pickle (gym code is
+  executed in a namespace that is not a module).
+
+Known limits: an env that draws randomness outside ``reset`` breaks replay determinism; an env whose
+messages are not text gets them shown as JSON (and a ``solve()`` that relies on non-text results of
+``self.step`` fails verification).
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+import sys
+import types
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from .gym import DONE, OBSERVE, Call, Gym, normalise_answer
+
+__all__ = [
+    "ANY",
+    "ERROR_PREFIX",
+    "ArgDoc",
+    "EnvError",
+    "V1Gym",
+    "annotation_for",
+    "env_payload",
+    "make_env",
+    "parse_docstring_args",
+    "register_namespace",
+    "run_v1_oracle",
+]
+
+#: Messages of the env's ``step`` that start with this are failed actions.
+ERROR_PREFIX = "Error:"
+
+
+class EnvError(Exception):
+    """The env's own ``step`` answered with an ``Error:`` message; ``str(exc)`` is the text after it."""
+
+
+# --- the runtime adapter ------------------------------------------------------------------------
+class V1Gym(Gym):
+    """Base class of generated adapters. A subclass sets the class attributes below, declares one
+    ``@tool`` per action (each calling :meth:`_act`) and a ``solve`` staticmethod calling
+    :func:`run_v1_oracle`; everything else is here.
+
+    Class attributes:
+        env_class: the original ``gymnasium.Env`` subclass.
+        env_name: its class name (the prefix of ``from_env_str``'s argument).
+        actions: the keys of the env's ``func_mapping`` (``Observe`` and ``Done`` included), as found
+            statically at import; :meth:`setup` checks that the live env agrees.
+    """
+
+    env_class: ClassVar[type]
+    env_name: ClassVar[str]
+    actions: ClassVar[tuple[str, ...]] = ()
+
+    def setup(self, task: dict[str, Any]) -> None:
+        """Build the env with ``from_env_str`` and check its ``func_mapping`` against the tools."""
+        self.env = make_env(type(self).env_class, type(self).env_name, task)
+        mapping = getattr(self.env, "func_mapping", None)
+        if not isinstance(mapping, Mapping):
+            raise TypeError(f"{self.env_name}: the env has no func_mapping dict after construction")
+        if set(mapping) != set(self.actions):
+            extra = sorted(set(mapping) - set(self.actions))
+            missing = sorted(set(self.actions) - set(mapping))
+            raise TypeError(
+                f"{self.env_name}: func_mapping at run time differs from the imported tools "
+                f"(not imported: {extra or 'none'}; no longer present: {missing or 'none'})"
+            )
+
+    def observe(self) -> str:
+        """The env's own ``Observe`` action, through its ``step``."""
+        return self._act(OBSERVE, {})
+
+    def _act(self, name: str, parameters: dict[str, Any]) -> Any:
+        """Forward one action to the env's ``step``; return its message, raise :class:`EnvError` on
+        an ``Error:`` message. A non-text message is returned as-is (the runtime shows it as JSON)."""
+        outcome = self.env.step(json.dumps({"name": name, "parameters": parameters}))
+        message = outcome[1] if isinstance(outcome, tuple) and len(outcome) >= 2 else outcome
+        if isinstance(message, str) and message.lstrip().startswith(ERROR_PREFIX):
+            raise EnvError(message.lstrip()[len(ERROR_PREFIX):].strip() or message.strip())
+        return message
+
+    @classmethod
+    def reference_answer(cls, task: dict[str, Any]) -> Any:
+        """A fresh env's ``get_ref_answer()``, made JSON-shaped (see :func:`_jsonable`)."""
+        return _jsonable(make_env(cls.env_class, cls.env_name, task).get_ref_answer())
+
+    @classmethod
+    def check_answer(cls, answer: Any, reference: Any) -> bool:
+        """Equal after a JSON round trip, or accepted by the env's own ``Done`` run on an oracle view
+        that knows only the reference answer (a ``Done`` that reads other state counts as a no)."""
+        try:
+            if normalise_answer(answer) == normalise_answer(reference):
+                return True
+        except (TypeError, ValueError):
+            pass
+        view = _oracle_view(cls.env_class)
+        view.get_ref_answer = lambda: reference  # type: ignore[attr-defined]
+        try:
+            message = view.Done(answer)
+        except Exception:
+            return False
+        reward = view.__dict__.get("_reward")
+        if reward is not None and not isinstance(reward, str):
+            try:
+                return float(reward) == 1.0
+            except (TypeError, ValueError):
+                pass
+        return isinstance(message, str) and bool(_REWARD_ONE.search(message))
+
+
+_REWARD_ONE = re.compile(r"reward\s*=\s*1(?:\.0*)?\s*\W*$")
+
+
+def env_payload(task: Mapping[str, Any]) -> str:
+    """The text after ``ClassName@`` for ``task``: JSON when it reads back the same as a Python literal
+    (so envs parsing with ``json.loads`` or ``ast.literal_eval`` both work), else a Python literal."""
+    text = json.dumps(task)
+    try:
+        if ast.literal_eval(text) == task:
+            return text
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        pass
+    return repr(dict(task))
+
+
+def make_env(env_class: type, env_name: str, task: Mapping[str, Any]) -> Any:
+    """``env_class.from_env_str(f"{env_name}@{payload}")``; raises ``ValueError`` when it gives nothing."""
+    env = env_class.from_env_str(f"{env_name}@{env_payload(task)}")
+    if env is None:
+        raise ValueError(f"{env_name}.from_env_str returned None (it did not accept the '{env_name}@' prefix)")
+    return env
+
+
+def _jsonable(value: Any) -> Any:
+    """Tuples -> lists, sets -> sorted lists, numpy scalars/arrays -> numbers/lists, recursively."""
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    if isinstance(value, Mapping):
+        return {(k if isinstance(k, (str, int, float, bool)) or k is None else str(k)): _jsonable(v)
+                for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (set, frozenset)):
+        items = [_jsonable(v) for v in value]
+        try:
+            return sorted(items)
+        except TypeError:
+            return sorted(items, key=lambda v: json.dumps(v, sort_keys=True))
+    if hasattr(value, "tolist"):  # numpy arrays and scalars
+        return _jsonable(value.tolist())
+    if hasattr(value, "item"):
+        return _jsonable(value.item())
+    return value
+
+
+# --- the oracle ---------------------------------------------------------------------------------
+_VIEWS: dict[type, type] = {}
+
+
+def _oracle_view(env_class: type) -> Any:
+    """An env object without state: methods work, reading any instance attribute not set on the view
+    raises an ``AttributeError`` that says the oracle looked at hidden state."""
+    view_class = _VIEWS.get(env_class)
+    if view_class is None:
+        def __getattr__(self: Any, attr: str) -> Any:
+            if attr.startswith("__") and attr.endswith("__"):
+                raise AttributeError(attr)
+            raise AttributeError(
+                f"{env_class.__name__}.solve() read self.{attr} directly; an oracle must play through "
+                f"self.step(...) only"
+            )
+
+        view_class = type(f"{env_class.__name__}OracleView", (env_class,),
+                          {"__getattr__": __getattr__, "__module__": env_class.__module__})
+        _VIEWS[env_class] = view_class
+    return object.__new__(view_class)
+
+
+def run_v1_oracle(env_class: type, call: Call, done_parameter: str = "answer") -> Any:
+    """Run ``env_class.solve()`` on an oracle view whose ``step(action)`` is ``(True, call(name,
+    **parameters))``; return what ``solve()`` returns. A malformed action raises ``ValueError``.
+
+    ``done_parameter`` is the name of the env's ``Done`` parameter; the runtime's ``Done`` takes
+    ``answer``, so a ``Done`` call passing ``done_parameter`` is renamed on the way."""
+    view = _oracle_view(env_class)
+
+    def step(action: str | Mapping[str, Any]) -> tuple[bool, str]:
+        request = json.loads(action) if isinstance(action, (str, bytes)) else action
+        if not isinstance(request, Mapping) or not isinstance(request.get("name"), str):
+            raise ValueError(f"solve() made a malformed step call: {action!r:.200}")
+        parameters = request.get("parameters", request.get("arguments", {})) or {}
+        if not isinstance(parameters, Mapping):
+            raise ValueError(f"solve() passed parameters that are not an object: {parameters!r:.200}")
+        if request["name"] == DONE and done_parameter != "answer" and set(parameters) == {done_parameter}:
+            parameters = {"answer": parameters[done_parameter]}
+        return True, call(request["name"], **parameters)
+
+    view.step = step
+    return view.solve()
+
+
+def register_namespace(namespace: dict[str, Any]) -> None:
+    """Make the gym file's classes findable by ``pickle`` (the runtime snapshots state with it).
+
+    Gym code runs in a plain namespace named ``namespace["__name__"]``; this registers a module of that
+    name holding the same objects. Call it once, at the end of the gym file."""
+    name = namespace.get("__name__")
+    if not isinstance(name, str) or name == "__main__":
+        return
+    existing = sys.modules.get(name)
+    if existing is not None and getattr(existing, "__dict__", None) is namespace:
+        return  # the file was imported as a real module: pickle finds its classes already
+    module = types.ModuleType(name)  # replaces an earlier registration: the latest load wins
+    module.__dict__.update(namespace)
+    sys.modules[name] = module
+
+
+# --- docstrings -> tool schemas -----------------------------------------------------------------
+@dataclass(frozen=True)
+class ArgDoc:
+    """One entry of a docstring's ``Args:`` section: ``name (type_text): description``."""
+
+    name: str
+    type_text: str
+    description: str
+    optional: bool = False
+
+
+_ARGS_HEADER = re.compile(r"^(\s*)(args|arguments|parameters|params)\s*:\s*$", re.IGNORECASE)
+_ENTRY = re.compile(r"^\s*(?:[-*•]\s+)?\*{0,2}([A-Za-z_][A-Za-z0-9_]*)\s*(.*)$")
+
+
+def parse_docstring_args(doc: str | None) -> list[ArgDoc]:
+    """The entries of the first ``Args:`` (or ``Arguments:``/``Parameters:``) section of ``doc``.
+
+    An entry is ``name (type): text`` or ``name: text`` (no type: ``type_text`` is ``""``); lines indented
+    deeper than the entry continue its text. ``optional`` is set by a ``, optional`` type modifier. The
+    section ends at the first non-blank line indented no deeper than its header.
+    """
+    lines = (doc or "").expandtabs(4).splitlines()
+    entries: list[ArgDoc] = []
+    start = None
+    header_indent = 0
+    for i, line in enumerate(lines):
+        match = _ARGS_HEADER.match(line)
+        if match:
+            start, header_indent = i + 1, len(match.group(1))
+            break
+    if start is None:
+        return entries
+    entry_indent: int | None = None
+    current: dict[str, Any] | None = None
+    for line in lines[start:]:
+        if not line.strip():
+            continue
+        indent = len(line) - len(line.lstrip())
+        if indent <= header_indent:
+            break
+        if entry_indent is None:
+            entry_indent = indent
+        if indent > entry_indent and current is not None:
+            current["description"] += " " + line.strip()
+            continue
+        parsed = _parse_entry(line)
+        if parsed is None:
+            if current is not None:
+                current["description"] += " " + line.strip()
+            continue
+        if current is not None:
+            entries.append(ArgDoc(**current))
+        current = parsed
+    if current is not None:
+        entries.append(ArgDoc(**current))
+    return entries
+
+
+def _parse_entry(line: str) -> dict[str, Any] | None:
+    match = _ENTRY.match(line)
+    if not match:
+        return None
+    name, rest = match.group(1), match.group(2)
+    type_text = ""
+    if rest.startswith("("):
+        depth = 0
+        for j, ch in enumerate(rest):
+            depth += ch in "([{"
+            depth -= ch in ")]}"
+            if depth == 0:
+                type_text, rest = rest[1:j].strip(), rest[j + 1:].lstrip()
+                break
+        else:
+            return None
+    if not rest.startswith(":"):
+        return None
+    parts = _split_top(type_text, ",")
+    optional = any(p.strip().lower() == "optional" for p in parts[1:])
+    return {"name": name, "type_text": parts[0].strip() if parts else "", "description": rest[1:].strip(),
+            "optional": optional}
+
+
+def _split_top(text: str, sep: str) -> list[str]:
+    """Split ``text`` at ``sep`` outside brackets."""
+    parts, depth, current = [], 0, ""
+    i = 0
+    while i < len(text):
+        ch = text[i]
+        if ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth -= 1
+        if depth == 0 and text.startswith(sep, i):
+            parts.append(current)
+            current = ""
+            i += len(sep)
+            continue
+        current += ch
+        i += 1
+    parts.append(current)
+    return parts
+
+
+#: The name the generated code imports ``typing.Any`` under (annotations refer to it).
+ANY = "_Any"
+_SCALARS = {
+    "int": "int", "integer": "int", "long": "int", "ints": "int", "integers": "int",
+    "float": "float", "double": "float", "number": "float", "real": "float",
+    "str": "str", "string": "str", "char": "str",
+    "bool": "bool", "boolean": "bool",
+    "any": ANY, "object": ANY,
+}
+_SEQUENCES = {"list", "array", "sequence", "iterable", "set", "frozenset", "deque", "collection"}
+_MAPPINGS = {"dict", "mapping", "defaultdict", "counter", "ordereddict"}
+
+
+def annotation_for(type_text: str) -> str:
+    """The Python annotation (source text) for a docstring type such as ``int``, ``list[int]``,
+    ``List[str]``, ``dict``, ``Optional[int]``, ``int or str``, ``Tuple[int, int]``.
+
+    JSON-shaped on purpose (values reach the env through JSON anyway): tuples without item types, sets
+    and sequences become lists, mapping keys become ``str``. Anything not understood is ``_Any``
+    (a permissive schema). ``_Any`` is how the generated code imports ``typing.Any``.
+    """
+    try:
+        return _annotation(type_text.strip(), depth=0)
+    except (ValueError, IndexError, RecursionError):
+        return ANY
+
+
+def _annotation(text: str, depth: int) -> str:
+    if depth > 8 or not text:
+        return ANY
+    for sep in ("|", " or "):
+        members = [m.strip() for m in _split_top(text, sep)]
+        if len(members) > 1:
+            return _union([_annotation(m, depth + 1) for m in members])
+    spelled = re.fullmatch(r"(?:a\s+)?(list|array|sequence|set|tuple)\s+of\s+(.+?)s?", text, re.IGNORECASE)
+    if spelled:  # "list of int", "array of strings"
+        return f"list[{_annotation(spelled.group(2), depth + 1)}]"
+    match = re.fullmatch(r"(?:typing\.|collections\.)?([A-Za-z_][A-Za-z0-9_]*)\s*(?:\[(.*)\])?", text, re.DOTALL)
+    if not match:
+        return ANY
+    base, inner = match.group(1).lower(), match.group(2)
+    args = [a.strip() for a in _split_top(inner, ",")] if inner is not None else []
+    if base in ("none", "nonetype"):
+        return "None"
+    if base == "optional" and len(args) == 1:
+        return _union([_annotation(args[0], depth + 1), "None"])
+    if base == "union" and args:
+        return _union([_annotation(a, depth + 1) for a in args])
+    if base in _SCALARS:
+        return _SCALARS[base]
+    if base in _SEQUENCES:
+        return f"list[{_annotation(args[0], depth + 1)}]" if len(args) == 1 else f"list[{ANY}]"
+    if base == "tuple":
+        if len(args) == 2 and args[1] == "...":
+            return f"list[{_annotation(args[0], depth + 1)}]"
+        if args and "..." not in args:
+            return f"tuple[{', '.join(_annotation(a, depth + 1) for a in args)}]"
+        return f"list[{ANY}]"
+    if base in _MAPPINGS:
+        return f"dict[str, {_annotation(args[1], depth + 1)}]" if len(args) == 2 else f"dict[str, {ANY}]"
+    return ANY
+
+
+def _union(members: list[str]) -> str:
+    unique: list[str] = []
+    for member in members:
+        if member == ANY:
+            return ANY
+        if member not in unique:
+            unique.append(member)
+    if unique == ["None"]:
+        return ANY
+    return " | ".join(unique)
