@@ -102,6 +102,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 #: without optional extras); it provides ``add_arguments(parser)`` and ``run(args) -> int``.
 LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("mcp_gyms.server", "serve a gym over MCP (stdio), or a whole bank over streamable HTTP"),
+    "export-verl": ("rl.export", "export a bank's tasks as train/val parquet for veRL (RLHFDataset)"),
+    "import-v1": ("synthesis.import_v1", "import environments in the original CodeGym format into a verified bank"),
+    "synth": ("synthesis.pipeline", "synthesize verified gyms from coding problems with an LLM (resumable)"),
 }
 
 
