@@ -108,7 +108,7 @@ async def main() -> None:
         sandboxed = await repeat_async(lambda: _ms(sandbox_call_s(pool, gym, task)), "sandboxed call", "ms")
         ours = await repeat_async(lambda: pool_calls_per_s(pool, gym, task), "pool, 1 worker", "calls/s")
     baseline = repeat(lambda: original_design_calls_per_s(cls, task), "fork per call", "calls/s")
-    added = Figure("added by the sandbox", "ms", [s - l for s, l in zip(sandboxed.runs, local.runs)])
+    added = Figure("added by the sandbox", "ms", [sb - lo for sb, lo in zip(sandboxed.runs, local.runs)])
     # per core: the baseline keeps ~1 core busy (server or child, one at a time); ours keeps the host
     # process and one worker busy, so count 2 cores for it.
     per_core_ratio = (ours.median / 2) / baseline.median

@@ -185,14 +185,23 @@ async def verify_gym(source: GymSource, pool: SandboxPool, reference_pool: Sandb
 
 async def verify_sources(sources: list[GymSource], workers: int | None = None,
                          progress: Any = None) -> list[GymVerdict]:
-    """Verify gyms one after another (tasks of a gym run concurrently across the pool)."""
-    verdicts = []
+    """Verify gyms concurrently on shared pools; verdicts come back in the order of ``sources``.
+
+    ``progress(verdict)`` is called as each gym finishes."""
+    verdicts: list[GymVerdict | None] = [None] * len(sources)
     async with SandboxPool(workers) as pool, SandboxPool(workers, REFERENCE_LIMITS) as reference_pool:
-        for source in sources:
-            verdicts.append(await verify_gym(source, pool, reference_pool))
+        limiter = anyio.Semaphore(2 * len(pool.slots))
+
+        async def one(i: int, source: GymSource) -> None:
+            async with limiter:
+                verdicts[i] = await verify_gym(source, pool, reference_pool)
             if progress is not None:
-                progress(verdicts[-1])
-    return verdicts
+                progress(verdicts[i])
+
+        async with anyio.create_task_group() as tg:
+            for i, source in enumerate(sources):
+                tg.start_soon(one, i, source)
+    return [v for v in verdicts if v is not None]
 
 
 def write_back(bank: Bank, sources: list[GymSource], verdicts: list[GymVerdict]) -> None:
