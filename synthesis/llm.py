@@ -1,0 +1,310 @@
+"""The LLM side of synthesis: any OpenAI-compatible chat endpoint, with an on-disk response cache.
+
+:class:`LLMClient` wraps the ``openai`` async client:
+
+- **Configuration** — base URL, model and key come from :class:`LLMConfig`, whose defaults read the
+  environment (``CODEGYM_LLM_BASE_URL`` / ``OPENAI_BASE_URL``, ``CODEGYM_LLM_MODEL``,
+  ``CODEGYM_LLM_API_KEY`` / ``OPENAI_API_KEY``). A local server (vLLM, llama.cpp) needs no key.
+- **Bounded concurrency** — at most ``concurrency`` requests in flight, however many callers.
+- **Retries** — 429, 5xx, timeouts and dropped connections are retried with exponential backoff and
+  jitter (a server's ``Retry-After`` is honoured, capped); other errors (400, 401, 404) fail at once.
+- **Sampling per call** — :class:`Sampling` carries temperature, ``n``, ``max_tokens``, ``top_p``; if a
+  server returns fewer than ``n`` choices, the client asks again for the rest.
+- **Reasoning models** — ``<think>...</think>`` blocks (and anything before a lone ``</think>``) are
+  removed from what callers see; the cache keeps the raw text.
+- **Usage** — requests, retries, cache hits, prompt/completion tokens and (with prices) cost.
+- **Cache** — content-addressed: the key is a SHA-256 of (model, messages, sampling). Entries are
+  JSON files ``CACHE/<model>/<key[:2]>/<key>.json`` written atomically, so a crashed run resumes
+  without paying twice, and ``offline=True`` replays a run with no endpoint at all (a missing entry
+  raises :class:`CacheMiss`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import re
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anyio
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = ["CacheMiss", "LLMClient", "LLMConfig", "LLMError", "ResponseCache", "Sampling", "Usage", "strip_think"]
+
+Message = dict[str, str]
+
+
+class LLMError(RuntimeError):
+    """The endpoint could not give an answer (after retries, or for a non-retryable error)."""
+
+
+class CacheMiss(LLMError):
+    """Replay mode found no cached response for a request."""
+
+
+def _env(*names: str) -> str | None:
+    for name in names:
+        if os.environ.get(name):
+            return os.environ[name]
+    return None
+
+
+class Sampling(BaseModel):
+    """Sampling parameters of one request (part of the cache key)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    temperature: float = Field(0.7, ge=0, le=2)
+    n: int = Field(1, ge=1, le=64)
+    max_tokens: int | None = Field(None, ge=1)
+    top_p: float | None = Field(None, gt=0, le=1)
+
+
+class LLMConfig(BaseModel):
+    """Where and how to reach the model. Defaults come from the environment."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    base_url: str | None = Field(default_factory=lambda: _env("CODEGYM_LLM_BASE_URL", "OPENAI_BASE_URL"))
+    model: str | None = Field(default_factory=lambda: _env("CODEGYM_LLM_MODEL"))
+    api_key: str | None = Field(default_factory=lambda: _env("CODEGYM_LLM_API_KEY", "OPENAI_API_KEY"), repr=False)
+    cache_dir: Path | None = None
+    offline: bool = False
+    concurrency: int = Field(8, ge=1)
+    max_retries: int = Field(8, ge=0)
+    backoff_s: float = Field(1.0, ge=0, description="first retry delay; doubles each retry")
+    max_backoff_s: float = Field(60.0, ge=0)
+    timeout_s: float = Field(600.0, gt=0)
+    price_in_per_mtok: float = Field(0.0, ge=0, description="USD per million prompt tokens (for the cost estimate)")
+    price_out_per_mtok: float = Field(0.0, ge=0)
+
+
+@dataclass
+class Usage:
+    """What the client spent. ``saved_*`` counts tokens that cache hits did not pay again."""
+
+    requests: int = 0
+    retries: int = 0
+    cache_hits: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    saved_prompt_tokens: int = 0
+    saved_completion_tokens: int = 0
+    cost_usd: float = 0.0
+    errors: dict[str, int] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.__dict__, "cost_usd": round(self.cost_usd, 6), "errors": dict(self.errors)}
+
+
+_THINK = re.compile(r"<think>.*?</think>", re.DOTALL | re.IGNORECASE)
+
+
+def strip_think(text: str) -> str:
+    """Remove reasoning: ``<think>...</think>`` blocks, everything before a lone ``</think>``, and an
+    unterminated ``<think>`` to the end (a truncated reasoning trace holds no answer)."""
+    text = _THINK.sub("", text)
+    lowered = text.lower()
+    if "</think>" in lowered:
+        text = text[lowered.rindex("</think>") + len("</think>"):]
+    elif "<think>" in lowered:
+        text = text[:lowered.index("<think>")]
+    return text.strip()
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _model_dir(model: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.\-]+", "_", model).strip("_") or "model"
+
+
+class ResponseCache:
+    """Content-addressed responses on disk: ``ROOT/<model>/<key[:2]>/<key>.json``.
+
+    An entry is ``{"model", "messages", "sampling", "choices": [raw text, ...], "usage": {...}}``."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root)
+
+    @staticmethod
+    def key(model: str, messages: list[Message], sampling: Sampling) -> str:
+        blob = json.dumps({"model": model, "messages": messages, "sampling": sampling.model_dump()},
+                          sort_keys=True, ensure_ascii=False)
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+    def path(self, model: str, key: str) -> Path:
+        return self.root / _model_dir(model) / key[:2] / f"{key}.json"
+
+    def get(self, model: str, key: str) -> dict[str, Any] | None:
+        """The entry, or None when absent (an unreadable entry counts as absent and will be rewritten)."""
+        try:
+            entry = json.loads(self.path(model, key).read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            return None
+        return entry if isinstance(entry, dict) and isinstance(entry.get("choices"), list) else None
+
+    def put(self, model: str, key: str, entry: dict[str, Any]) -> None:
+        _atomic_write(self.path(model, key), json.dumps(entry, ensure_ascii=False, indent=1) + "\n")
+
+    def models(self) -> list[str]:
+        """Model folders present in the cache (for replay without ``--model``)."""
+        if not self.root.is_dir():
+            return []
+        return sorted(p.name for p in self.root.iterdir() if p.is_dir())
+
+
+class LLMClient:
+    """An OpenAI-compatible chat client with concurrency bound, retries, usage counting and a cache.
+
+    Use as ``async with LLMClient(config) as llm: texts = await llm.complete(messages, sampling)``."""
+
+    def __init__(self, config: LLMConfig) -> None:
+        if not config.model:
+            raise LLMError("no model given: pass --model or set CODEGYM_LLM_MODEL")
+        if not config.offline and not config.base_url and not config.api_key:
+            raise LLMError("no endpoint: pass --llm-base-url (or set CODEGYM_LLM_BASE_URL / OPENAI_BASE_URL), "
+                           "or set OPENAI_API_KEY for api.openai.com, or use --replay CACHE_DIR")
+        if config.offline and config.cache_dir is None:
+            raise LLMError("replay mode needs a cache directory")
+        self.config = config
+        self.model: str = config.model
+        self.cache = ResponseCache(config.cache_dir) if config.cache_dir is not None else None
+        self.usage = Usage()
+        self._limiter = anyio.Semaphore(config.concurrency)
+        self._client: Any = None
+
+    async def __aenter__(self) -> LLMClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
+
+    def _openai(self) -> Any:
+        if self._client is None:
+            from openai import AsyncOpenAI
+
+            self._client = AsyncOpenAI(base_url=self.config.base_url, api_key=self.config.api_key or "EMPTY",
+                                       timeout=self.config.timeout_s, max_retries=0)
+        return self._client
+
+    async def complete(self, messages: list[Message], sampling: Sampling) -> list[str]:
+        """``sampling.n`` answers to ``messages`` (reasoning blocks stripped), from the cache when there.
+
+        Raises :class:`CacheMiss` in replay mode when the answer is not cached, and :class:`LLMError`
+        when the endpoint fails for good."""
+        return [strip_think(text) for text in await self.complete_raw(messages, sampling)]
+
+    async def complete_raw(self, messages: list[Message], sampling: Sampling) -> list[str]:
+        """Like :meth:`complete`, without stripping reasoning blocks."""
+        key = ResponseCache.key(self.model, messages, sampling)
+        if self.cache is not None:
+            entry = await anyio.to_thread.run_sync(self.cache.get, self.model, key)
+            if entry is not None and len(entry["choices"]) >= sampling.n:
+                self.usage.cache_hits += 1
+                usage = entry.get("usage") or {}
+                self.usage.saved_prompt_tokens += int(usage.get("prompt_tokens") or 0)
+                self.usage.saved_completion_tokens += int(usage.get("completion_tokens") or 0)
+                return [str(c) for c in entry["choices"][:sampling.n]]
+        if self.config.offline:
+            raise CacheMiss(f"no cached response for this request (model {self.model}, key {key[:12]}) in "
+                            f"{self.config.cache_dir}; replay needs the cache of a run with the same prompts")
+        choices: list[str] = []
+        usage = {"prompt_tokens": 0, "completion_tokens": 0}
+        for _ in range(2 * sampling.n):  # servers that ignore `n` answer one choice per request
+            got, used = await self._request(messages, sampling, sampling.n - len(choices))
+            choices += got
+            for name in usage:
+                usage[name] += used.get(name, 0)
+            if len(choices) >= sampling.n:
+                break
+        if len(choices) < sampling.n:
+            raise LLMError(f"the endpoint returned {len(choices)} of {sampling.n} requested choices")
+        choices = choices[:sampling.n]
+        if self.cache is not None:
+            entry = {"model": self.model, "messages": messages, "sampling": sampling.model_dump(), "choices": choices,
+                     "usage": usage}
+            await anyio.to_thread.run_sync(self.cache.put, self.model, key, entry)
+        return choices
+
+    async def _request(self, messages: list[Message], sampling: Sampling, n: int) -> tuple[list[str], dict[str, int]]:
+        """One chat completion (with retries): the choices' texts and the token usage."""
+        import openai
+
+        params: dict[str, Any] = {"model": self.model, "messages": messages, "temperature": sampling.temperature}
+        if n > 1:
+            params["n"] = n
+        if sampling.max_tokens is not None:
+            params["max_tokens"] = sampling.max_tokens
+        if sampling.top_p is not None:
+            params["top_p"] = sampling.top_p
+        attempt = 0
+        while True:
+            async with self._limiter:
+                self.usage.requests += 1
+                try:
+                    response = await self._openai().chat.completions.create(**params)
+                    error: Exception | None = None
+                except (openai.RateLimitError, openai.InternalServerError, openai.APITimeoutError,
+                        openai.APIConnectionError) as exc:
+                    error = exc
+                except openai.APIStatusError as exc:
+                    if exc.status_code < 500 and exc.status_code not in (408, 409, 429):
+                        self._count_error(str(exc.status_code))
+                        raise LLMError(f"the endpoint refused the request ({exc.status_code}): {exc.message}") from exc
+                    error = exc
+                except openai.OpenAIError as exc:
+                    self._count_error(type(exc).__name__)
+                    raise LLMError(f"the endpoint failed: {exc}") from exc
+            if error is None:
+                break
+            self._count_error(str(getattr(error, "status_code", None) or type(error).__name__))
+            if attempt >= self.config.max_retries:
+                raise LLMError(f"giving up after {attempt + 1} attempts: {type(error).__name__}: {error}") from error
+            self.usage.retries += 1
+            await anyio.sleep(self._delay(attempt, error))
+            attempt += 1
+        texts = [(choice.message.content or "") for choice in (response.choices or [])]
+        used = {"prompt_tokens": 0, "completion_tokens": 0}
+        if response.usage is not None:
+            used = {"prompt_tokens": int(response.usage.prompt_tokens or 0),
+                    "completion_tokens": int(response.usage.completion_tokens or 0)}
+        self.usage.prompt_tokens += used["prompt_tokens"]
+        self.usage.completion_tokens += used["completion_tokens"]
+        self.usage.cost_usd += (used["prompt_tokens"] * self.config.price_in_per_mtok
+                                + used["completion_tokens"] * self.config.price_out_per_mtok) / 1e6
+        return texts, used
+
+    def _count_error(self, kind: str) -> None:
+        self.usage.errors[kind] = self.usage.errors.get(kind, 0) + 1
+
+    def _delay(self, attempt: int, error: Exception) -> float:
+        """Exponential backoff with jitter; a server's Retry-After wins when it asks for longer."""
+        delay = min(self.config.max_backoff_s, self.config.backoff_s * 2 ** attempt) * random.uniform(0.5, 1.0)
+        response = getattr(error, "response", None)
+        header = response.headers.get("retry-after") if response is not None else None
+        if header:
+            try:
+                delay = max(delay, min(self.config.max_backoff_s, float(header)))
+            except ValueError:
+                pass
+        return delay

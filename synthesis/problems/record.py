@@ -1,0 +1,100 @@
+"""Build (or check) the response cache of the bundled problems from their authored answers.
+
+Usage::
+
+    python -m synthesis.problems.record            # write synthesis/problems/cache
+    python -m synthesis.problems.record --check    # exit 1 if the cache is missing or stale
+
+For every bundled problem with ``answers/<id>/gym.md``, the cache gets the stage-1 answer under the
+exact prompt :func:`synthesis.prompting.gym_messages` builds; with ``inputs.json``, the stage-2 answer
+(one choice per sample) under the prompt built from the extracted gym code; with ``solve.json``, the
+stage-3 candidates. Sampling parameters are :class:`synthesis.stages.SynthConfig`'s defaults, so a
+default ``codegym synth bundled --replay bundled`` finds every answer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+from synthesis.extract import extract_gym
+from synthesis.llm import ResponseCache, Sampling
+from synthesis.prompting import gym_messages, inputs_messages, solve_messages
+from synthesis.sources import Problem, load_problems
+from synthesis.stages import SynthConfig
+
+from . import ANSWERS, CACHE, MODEL
+
+
+def _fenced_json(items: Any) -> str:
+    return "```json\n" + json.dumps(items, indent=1) + "\n```\n"
+
+
+def entries(problem: Problem, config: SynthConfig) -> list[tuple[list[dict[str, str]], Sampling, list[str]]]:
+    """(messages, sampling, choices) for every recorded answer of one problem."""
+    folder = ANSWERS / problem.id
+    gym_file = folder / "gym.md"
+    if not gym_file.is_file():
+        return []
+    gym_text = gym_file.read_text(encoding="utf-8")
+    out = [(gym_messages(problem), Sampling(temperature=config.gym_temperature, n=1, max_tokens=config.max_tokens),
+            [gym_text])]
+    draft = extract_gym(gym_text)
+    inputs_file = folder / "inputs.json"
+    if inputs_file.is_file():
+        samples = json.loads(inputs_file.read_text(encoding="utf-8"))
+        if len(samples) != config.input_samples:
+            raise ValueError(f"{inputs_file}: {len(samples)} samples, the pipeline asks for {config.input_samples}")
+        out.append((inputs_messages(problem, draft.code, config.inputs_per_sample),
+                    Sampling(temperature=config.inputs_temperature, n=config.input_samples,
+                             max_tokens=config.max_tokens),
+                    [_fenced_json(sample) for sample in samples]))
+    solve_file = folder / "solve.json"
+    if solve_file.is_file():
+        candidates = json.loads(solve_file.read_text(encoding="utf-8"))
+        tools = json.loads((folder / "tools.json").read_text(encoding="utf-8"))
+        out.append((solve_messages(draft.task_text, tools, draft.code, draft.class_name),
+                    Sampling(temperature=config.solve_temperature, n=config.k, max_tokens=config.max_tokens),
+                    [f"```python\n{c}\n```" for c in candidates]))
+    return out
+
+
+def record(check: bool, cache_dir: Path = CACHE) -> int:
+    """Write the cache (or, with ``check``, count missing or stale entries). Returns the problem count."""
+    cache = ResponseCache(cache_dir)
+    config = SynthConfig()
+    if not check:  # start clean: entries recorded under older prompts would only take space
+        shutil.rmtree(cache.root / MODEL, ignore_errors=True)
+    stale = []
+    problems = load_problems("bundled")
+    for problem in problems:
+        for messages, sampling, choices in entries(problem, config):
+            key = ResponseCache.key(MODEL, messages, sampling)
+            entry = {"model": MODEL, "messages": messages, "sampling": sampling.model_dump(), "choices": choices,
+                     "usage": {"prompt_tokens": 0, "completion_tokens": 0}}
+            if check:
+                if cache.get(MODEL, key) != entry:
+                    stale.append(problem.id)
+            else:
+                cache.put(MODEL, key, entry)
+    if check and stale:
+        print(f"stale or missing cache entries for: {', '.join(sorted(set(stale)))}; "
+              "run `python -m synthesis.problems.record`", file=sys.stderr)
+        raise SystemExit(1)
+    return len(problems)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="only check that the cache is complete and current")
+    args = parser.parse_args(argv)
+    count = record(args.check)
+    print(f"{'checked' if args.check else 'recorded'} the answers of {count} bundled problems in {CACHE}")
+
+
+if __name__ == "__main__":
+    main()
