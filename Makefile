@@ -3,6 +3,9 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-dev
+CORE_STAMP := $(VENV)/.installed-core
+# CPU torch first: a bare `pip install torch` (or one pulled in by verl) would fetch a multi-GB CUDA build.
+TORCH_CPU := torch==2.13.0
 
 .PHONY: demo test lint install clean bench
 
@@ -10,13 +13,18 @@ $(BIN)/python:
 	$(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 
+$(CORE_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q -e .
+	touch $(CORE_STAMP)
+
 $(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install -q -e '.[dev]'
-	touch $(STAMP)
+	$(BIN)/python -m pip install -q $(TORCH_CPU)
+	$(BIN)/python -m pip install -q -e '.[rl,synth,dev]'
+	touch $(STAMP) $(CORE_STAMP)
 
 install: $(STAMP)
 
-demo: $(STAMP)
+demo: $(CORE_STAMP)
 	$(BIN)/codegym demo
 
 test: $(STAMP)
@@ -28,3 +36,13 @@ lint: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build *.egg-info
+
+# A second MCP client, written by others, for the serving tests (tests/test_server_fastmcp.py): the
+# fastmcp CLI in a venv of its own inside .venv, so its dependencies never touch the project's.
+FASTMCP := $(VENV)/fastmcp/bin/fastmcp
+$(FASTMCP): | $(BIN)/python
+	$(BIN)/python -m venv $(VENV)/fastmcp
+	$(VENV)/fastmcp/bin/python -m pip install -q 'fastmcp==4.1.6' || echo "fastmcp did not install: its test will be skipped"
+fastmcp: $(FASTMCP)
+test: $(FASTMCP)
+.PHONY: fastmcp

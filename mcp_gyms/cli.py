@@ -105,6 +105,7 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "export-verl": ("rl.export", "export a bank's tasks as train/val parquet for veRL (RLHFDataset)"),
     "import-v1": ("synthesis.import_v1", "import environments in the original CodeGym format into a verified bank"),
     "synth": ("synthesis.pipeline", "synthesize verified gyms from coding problems with an LLM (resumable)"),
+    "eval": ("eval.cli", "evaluate a policy (oracle, any OpenAI-compatible model, random) on gyms over MCP"),
 }
 
 

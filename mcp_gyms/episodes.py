@@ -36,7 +36,7 @@ from .episode import ErrorKind, OracleResult, StepResult
 from .protocol import EpisodeInfo, EpisodeStatus, ErrorCode
 from .sandbox import GymCode, SandboxEpisode, SandboxError, SandboxPool
 
-__all__ = ["EpisodeError", "EpisodeManager", "LiveEpisode", "LoadedGym", "Metrics"]
+__all__ = ["EpisodeError", "EpisodeManager", "LiveEpisode", "LoadedGym", "Metrics", "resolve_task"]
 
 DEFAULT_MAX_EPISODES = 10_000
 DEFAULT_IDLE_TIMEOUT_S = 900.0
@@ -101,31 +101,37 @@ class LoadedGym:
 
     def resolve_task(self, task: int | str | None = None, difficulty: str | None = None) -> int:
         """The index of a task named by index, id, or difficulty (first of it); task 0 by default."""
-        if not self.tasks:
-            raise EpisodeError(EpisodeError.UNKNOWN_TASK, f"gym {self.id!r} has no tasks")
-        if task is not None:
-            if isinstance(task, bool):
-                raise EpisodeError(EpisodeError.UNKNOWN_TASK, "task must be an index (integer) or a task id")
-            if isinstance(task, int):
-                if 0 <= task < len(self.tasks):
-                    return task
-                raise EpisodeError(EpisodeError.UNKNOWN_TASK,
-                                   f"gym {self.id!r} has {len(self.tasks)} tasks (0..{len(self.tasks) - 1}); "
-                                   f"there is no task #{task}")
-            for i, t in enumerate(self.tasks):
-                if t.id == task:
-                    return i
-            if task.isdigit() and int(task) < len(self.tasks):  # "3" typed by a person
-                return int(task)
-            ids = ", ".join(t.id for t in self.tasks[:12])
+        return resolve_task(self.id, self.tasks, task, difficulty)
+
+
+def resolve_task(gym_id: str, tasks: list[TaskRecord], task: int | str | None = None,
+                 difficulty: str | None = None) -> int:
+    """The index in ``tasks`` of a task named by index (int), id (str), or difficulty (its first task);
+    task 0 when neither is given. Raises :class:`EpisodeError` (``unknown_task``) naming what exists."""
+    if not tasks:
+        raise EpisodeError(EpisodeError.UNKNOWN_TASK, f"gym {gym_id!r} has no tasks")
+    if task is not None:
+        if isinstance(task, bool):
+            raise EpisodeError(EpisodeError.UNKNOWN_TASK, "task must be an index (integer) or a task id")
+        if isinstance(task, int):
+            if 0 <= task < len(tasks):
+                return task
             raise EpisodeError(EpisodeError.UNKNOWN_TASK,
-                               f"gym {self.id!r} has no task {task!r} (tasks: {ids}{', ...' if len(self.tasks) > 12 else ''})")
-        if difficulty is not None:
-            for i, t in enumerate(self.tasks):
-                if t.difficulty == difficulty:
-                    return i
-            raise EpisodeError(EpisodeError.UNKNOWN_TASK, f"gym {self.id!r} has no {difficulty!r} task")
-        return 0
+                               f"gym {gym_id!r} has {len(tasks)} tasks (0..{len(tasks) - 1}); there is no task #{task}")
+        for i, t in enumerate(tasks):
+            if t.id == task:
+                return i
+        if task.isdigit() and int(task) < len(tasks):  # "3" typed by a person
+            return int(task)
+        ids = ", ".join(t.id for t in tasks[:12])
+        raise EpisodeError(EpisodeError.UNKNOWN_TASK,
+                           f"gym {gym_id!r} has no task {task!r} (tasks: {ids}{', ...' if len(tasks) > 12 else ''})")
+    if difficulty is not None:
+        for i, t in enumerate(tasks):
+            if t.difficulty == difficulty:
+                return i
+        raise EpisodeError(EpisodeError.UNKNOWN_TASK, f"gym {gym_id!r} has no {difficulty!r} task")
+    return 0
 
 
 @dataclass(eq=False)
@@ -227,6 +233,7 @@ class EpisodeManager:
         self._closing = False
         self._stack: contextlib.AsyncExitStack | None = None
         self._tg: TaskGroup | None = None
+        self._reaper_scope = anyio.CancelScope()
 
     # --- lifecycle ---------------------------------------------------------------------------
     async def __aenter__(self) -> EpisodeManager:
@@ -243,10 +250,10 @@ class EpisodeManager:
     def closing(self) -> bool:
         return self._closing
 
-    async def aclose(self) -> None:
-        """Stop taking calls, let in-flight calls finish (up to ``shutdown_grace`` s), close every episode."""
-        if self._closing and self._stack is None:
-            return
+    async def shutdown(self) -> None:
+        """Stop taking calls, let in-flight calls finish (up to ``shutdown_grace`` s), close every episode.
+
+        Idempotent; may be called from any task (``aclose``/``async with`` exit call it too)."""
         self._closing = True
         with anyio.CancelScope(shield=True):
             with anyio.move_on_after(self.shutdown_grace):
@@ -254,18 +261,22 @@ class EpisodeManager:
             async with anyio.create_task_group() as tg:
                 for ep in list(self._live.values()):
                     tg.start_soon(self._end, ep, "shutdown")
-            if self._tg is not None:
-                self._tg.cancel_scope.cancel()
-            if self._stack is not None:
-                stack, self._stack = self._stack, None
-                await stack.aclose()
+        self._reaper_scope.cancel()
+
+    async def aclose(self) -> None:
+        """:meth:`shutdown`, then stop the idle reaper (call from the task that entered ``async with``)."""
+        await self.shutdown()
+        if self._stack is not None:
+            stack, self._stack = self._stack, None
+            await stack.aclose()
 
     async def _reaper(self) -> None:
         assert self.idle_timeout is not None
         period = max(0.05, min(self.idle_timeout / 4, 30.0))
-        while True:
-            await anyio.sleep(period)
-            await self.reap_idle()
+        with self._reaper_scope:
+            while True:
+                await anyio.sleep(period)
+                await self.reap_idle()
 
     async def reap_idle(self) -> int:
         """Close the episodes idle for longer than ``idle_timeout``; return how many."""

@@ -23,6 +23,9 @@ request names. The contract, stated once:
   control tool ``StartTask(task?, difficulty?, seed?)`` (:data:`START_TOOL`), marked with
   ``_meta: {"codegym/control": true}`` so programs can tell it from the gym's tools.
 
+Wire names follow MCP's camelCase (``taskId``, ``taskIndex``, ``maxSteps``, ``taskText``); the pydantic
+models below read and write both spellings and expose snake_case attributes.
+
 Episode ends: ``Done``, the step budget, an idle timeout, ``close``, or server shutdown. A call on an
 ended episode is an ``isError`` result with ``error: "episode_over"``; on an unknown handle,
 ``error: "unknown_episode"``. Errors of the custom methods are JSON-RPC errors with the codes below.
@@ -73,15 +76,17 @@ Difficulty = Literal["easy", "medium", "hard"]
 
 
 class ErrorCode:
-    """JSON-RPC error codes of the custom methods (besides the standard -32602 invalid params)."""
+    """JSON-RPC error codes of the custom methods (besides the standard -32602 invalid params).
+
+    They sit in JSON-RPC's implementation-defined band, clear of the MCP SDK's own -32000..-32022."""
 
     INVALID_PARAMS = types.INVALID_PARAMS  # unknown task, bad difficulty, missing handle
-    UNKNOWN_EPISODE = -32001  # no such episode handle (never minted, or forgotten long ago)
-    TOO_MANY_EPISODES = -32002  # the cap on open episodes is reached
-    GYM_UNAVAILABLE = -32003  # the gym's code failed to load in the sandbox
-    SHUTTING_DOWN = -32004  # the server is stopping
-    WRONG_GYM = -32005  # the handle belongs to another gym's endpoint
-    SANDBOX_ERROR = -32006  # the sandbox failed (e.g. the oracle broke a limit)
+    UNKNOWN_EPISODE = -32050  # no such episode handle (never minted, or forgotten long ago)
+    TOO_MANY_EPISODES = -32051  # the cap on open episodes is reached
+    GYM_UNAVAILABLE = -32052  # the gym's code failed to load in the sandbox
+    SHUTTING_DOWN = -32053  # the server is stopping
+    WRONG_GYM = -32054  # the handle belongs to another gym's endpoint
+    SANDBOX_ERROR = -32055  # the sandbox failed (e.g. the oracle broke a limit)
 
 
 class _Wire(BaseModel):

@@ -1,0 +1,503 @@
+"""The one MCP client helper that the evaluator and the RL loop share.
+
+Usage::
+
+    async with connect("http://127.0.0.1:8000/gyms/mountain_peak/mcp", token=...) as gym:
+        tools = await gym.list_tools()                    # the gym's own tools (what a model sees)
+        async with await gym.start(task="hard-1", seed=0) as ep:
+            out = await ep.call("Observe")                # StepOutcome: observation, reward, done, steps, error
+            ...
+            final = await ep.play_oracle()                # or: replay the verified oracle on this episode
+
+Contract:
+
+- **Targets.** :func:`connect` takes an in-process low-level ``mcp.server.Server`` (e.g. from
+  :func:`mcp_gyms.server.open_gym_server`), :class:`mcp.StdioServerParameters` or a command list (a
+  stdio server subprocess), or an ``http(s)://`` URL of one gym's endpoint (optional bearer ``token``).
+- **Episodes** follow :mod:`mcp_gyms.protocol`: :meth:`GymConnection.start` sends
+  ``codegym/episodes/start`` and every call carries the handle in ``_meta["codegym/episode"]``. Against
+  an MCP server that does not know the method, ``start`` falls back to a handle-less episode (the
+  server's own state), so the evaluator also runs on any MCP server.
+- **Retries.** Idempotent requests (``list_tools``, ``start``, ``status``, ``close``, the oracle plan)
+  are retried with exponential back-off on connection errors, reconnecting first. A retried ``start``
+  whose first reply was lost leaves one unused episode on the server until its idle timeout.
+- **Tool calls are never retried**: a connection failure or timeout while a call is out raises
+  :class:`CallInterrupted` (the call may or may not have run; ``Episode.status()`` tells what the
+  server has). A bad call is not an exception: it is a :class:`StepOutcome` with ``error`` set.
+- Server-side refusals of the episode methods (unknown task, unknown episode, too many episodes,
+  shutting down) raise :class:`EpisodeRequestError` with the JSON-RPC ``code`` and the ``kind``.
+
+One :class:`GymConnection` may be shared by many concurrent episodes (it multiplexes requests).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import Any, TypeVar
+
+import anyio
+import httpx2
+import mcp_types as types
+from anyio.abc import TaskGroup
+from mcp import Client, StdioServerParameters
+from mcp.client.streamable_http import streamable_http_client
+from mcp.server import Server
+from mcp.shared.exceptions import MCPError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+if sys.version_info < (3, 11):  # pragma: no cover
+    from exceptiongroup import BaseExceptionGroup
+
+from .protocol import (
+    CONTROL_META_KEY,
+    EPISODE_META_KEY,
+    CloseRequest,
+    EpisodeInfo,
+    EpisodeParams,
+    EpisodeStatus,
+    OraclePlan,
+    OracleRequest,
+    StartParams,
+    StartRequest,
+    StatusRequest,
+    StepOutcome,
+)
+
+__all__ = [
+    "CallInterrupted",
+    "ConnectionLost",
+    "Episode",
+    "EpisodeRequestError",
+    "GymClientError",
+    "GymConnection",
+    "StepOutcome",
+    "TaskListing",
+    "ToolInfo",
+    "connect",
+]
+
+Target = Server[Any] | StdioServerParameters | str | Sequence[str]
+T = TypeVar("T")
+_R = TypeVar("_R", bound=BaseModel)
+
+
+class GymClientError(Exception):
+    """Base class of the errors this client raises."""
+
+
+class ConnectionLost(GymClientError):
+    """The server could not be reached (after the retries an idempotent request gets)."""
+
+
+class CallInterrupted(ConnectionLost):
+    """A tool call whose outcome is unknown: the connection failed or timed out after it was sent.
+    It is never retried; ask ``Episode.status()`` what the server has."""
+
+
+class EpisodeRequestError(GymClientError):
+    """The server refused an episode request (JSON-RPC error ``code``; ``kind`` names the reason)."""
+
+    def __init__(self, code: int, message: str, kind: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.kind = kind
+
+
+class ToolInfo(BaseModel):
+    """A tool as the server lists it (what a model is shown)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    description: str = ""
+    input_schema: dict[str, Any] = Field(default_factory=dict)
+
+    def openai(self) -> dict[str, Any]:
+        """The tool in OpenAI's function-calling format."""
+        return {"type": "function",
+                "function": {"name": self.name, "description": self.description, "parameters": self.input_schema}}
+
+
+class TaskListing(BaseModel):
+    """One row of a gym's ``codegym://{gym}/tasks`` resource (the hidden configuration is not listed)."""
+
+    index: int
+    id: str
+    difficulty: str
+    oracle_steps: int | None = None
+
+
+def _is_connection_error(exc: BaseException) -> bool:
+    if isinstance(exc, MCPError):
+        return exc.code in (types.CONNECTION_CLOSED, types.REQUEST_TIMEOUT)
+    if isinstance(exc, (OSError, httpx2.TransportError, anyio.ClosedResourceError, anyio.BrokenResourceError,
+                        anyio.EndOfStream, TimeoutError)):
+        return True
+    if isinstance(exc, BaseExceptionGroup):
+        return all(_is_connection_error(e) for e in exc.exceptions)
+    return False
+
+
+def _single_rpc_error(exc: BaseException) -> MCPError | None:
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc if isinstance(exc, MCPError) else None
+
+
+def _kind(exc: MCPError) -> str | None:
+    data = getattr(exc, "data", None)
+    return data.get("kind") if isinstance(data, dict) else None
+
+
+class _Link:
+    """One live MCP ``Client``, held open by a background task so a transport crash cannot cancel callers."""
+
+    def __init__(self, client: Client, generation: int) -> None:
+        self.client = client
+        self.generation = generation
+        self.stop = anyio.Event()
+        self.dead = False
+
+
+class GymConnection:
+    """A connection to one gym's MCP server. Make it with :func:`connect`.
+
+    It holds a task group (the live MCP client runs in a background task of it, so a transport crash
+    fails the requests in flight instead of cancelling their callers): enter and exit it from the same
+    task, and keep it for as long as its episodes run."""
+
+    def __init__(self, target: Target, *, token: str | None = None, headers: Mapping[str, str] | None = None,
+                 mode: str = "auto", retries: int = 3, backoff: float = 0.25, call_timeout: float | None = 300.0,
+                 request_timeout: float = 60.0, env: Mapping[str, str] | None = None) -> None:
+        self.target = target
+        self.token = token
+        self.headers = dict(headers or {})
+        self.mode = mode
+        self.retries = retries
+        self.backoff = backoff
+        self.call_timeout = call_timeout
+        self.request_timeout = request_timeout
+        self.env = env
+        self._tg: TaskGroup | None = None
+        self._stack: contextlib.AsyncExitStack | None = None
+        self._link: _Link | None = None
+        self._generation = 0
+        self._lock = anyio.Lock()
+        self._tools: list[ToolInfo] | None = None
+        self._closed = False
+
+    # --- connection -----------------------------------------------------------------------------
+    async def __aenter__(self) -> GymConnection:
+        self._stack = contextlib.AsyncExitStack()
+        await self._stack.__aenter__()
+        self._tg = await self._stack.enter_async_context(anyio.create_task_group())
+        try:
+            await self._retrying(lambda client: anyio.lowlevel.checkpoint(), "connect")
+        except BaseException:
+            await self.aclose()
+            raise
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the connection (a legacy HTTP session is ended with DELETE). Idempotent."""
+        self._closed = True
+        if self._link is not None:
+            self._link.stop.set()
+        if self._tg is not None:
+            self._tg.cancel_scope.deadline = anyio.current_time() + 5  # a stuck transport cannot hang us
+        if self._stack is not None:
+            stack, self._stack = self._stack, None
+            await stack.aclose()
+
+    def _client_target(self) -> tuple[Any, contextlib.AbstractAsyncContextManager[Any] | None]:
+        target = self.target
+        if isinstance(target, Server):
+            return target, None
+        if isinstance(target, str):
+            if not target.startswith(("http://", "https://")):
+                raise ValueError(f"not an http(s) URL: {target!r}")
+            headers = dict(self.headers)
+            if self.token:
+                headers["Authorization"] = f"Bearer {self.token}"
+            http = httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(30.0, read=self.call_timeout),
+                                      limits=httpx2.Limits(max_connections=256, max_keepalive_connections=64))
+            return streamable_http_client(target, http_client=http), http
+        if isinstance(target, StdioServerParameters):
+            return target, None
+        command = list(target)
+        return StdioServerParameters(command=command[0], args=command[1:],
+                                     env=dict(self.env) if self.env else None), None
+
+    async def _hold(self, *, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
+        transport, http = self._client_target()
+        client = Client(transport, mode=self.mode)  # type: ignore[arg-type]
+        link: _Link | None = None
+        try:
+            async with contextlib.AsyncExitStack() as stack:
+                if http is not None:
+                    await stack.enter_async_context(http)
+                await stack.enter_async_context(client)
+                self._generation += 1
+                link = _Link(client, self._generation)
+                task_status.started(link)
+                await link.stop.wait()
+        except Exception:
+            if link is None:
+                raise  # failed while connecting: tg.start() re-raises it to the caller
+            # the transport died under a live link: callers see CONNECTION_CLOSED; never crash the group
+        finally:
+            if link is not None:
+                link.dead = True
+
+    async def _current(self) -> _Link:
+        if self._closed or self._tg is None:
+            raise ConnectionLost("the connection is closed")
+        link = self._link
+        if link is not None and not link.dead:
+            return link
+        async with self._lock:
+            if self._link is not None and not self._link.dead:
+                return self._link
+            if self._link is not None:
+                self._link.stop.set()
+            self._link = None
+            with anyio.fail_after(self.request_timeout):
+                self._link = await self._tg.start(self._hold)
+            return self._link
+
+    def _drop(self, link: _Link) -> None:
+        link.dead = True
+        link.stop.set()
+
+    async def _retrying(self, fn: Any, what: str) -> Any:
+        """Run ``fn(client)``; on a connection error reconnect and retry (idempotent requests only)."""
+        delay = self.backoff
+        last: BaseException | None = None
+        for attempt in range(self.retries + 1):
+            if attempt:
+                await anyio.sleep(delay)
+                delay *= 2
+            link: _Link | None = None
+            try:
+                link = await self._current()
+                with anyio.fail_after(self.request_timeout):
+                    return await fn(link.client)
+            except MCPError as exc:
+                if not _is_connection_error(exc):
+                    raise EpisodeRequestError(exc.code, exc.message, _kind(exc)) from None
+                last = exc
+            except ConnectionLost:
+                raise
+            except BaseException as exc:
+                if not _is_connection_error(exc):
+                    rpc = _single_rpc_error(exc)
+                    if rpc is not None:  # e.g. an HTTP 401 while connecting
+                        raise EpisodeRequestError(rpc.code, rpc.message, _kind(rpc)) from exc
+                    raise
+                last = exc
+            if link is not None:
+                self._drop(link)
+        raise ConnectionLost(f"{what}: the server did not answer after {self.retries + 1} tries: {last!r}") from last
+
+    async def _send(self, request: Any, result_type: type[_R], what: str) -> _R:
+        return await self._retrying(lambda c: c.session.send_request(request, result_type), what)
+
+    # --- the gym --------------------------------------------------------------------------------
+    async def list_tools(self, *, include_controls: bool = False) -> list[ToolInfo]:
+        """The server's tools. Session controls (``StartTask``) are left out unless asked for."""
+
+        async def fetch(client: Client) -> list[types.Tool]:
+            tools: list[types.Tool] = []
+            cursor: str | None = None
+            while True:
+                page = await client.list_tools(cursor=cursor)
+                tools.extend(page.tools)
+                cursor = page.next_cursor
+                if not cursor:
+                    return tools
+
+        listed = await self._retrying(fetch, "tools/list")
+        out = [ToolInfo(name=t.name, description=t.description or "", input_schema=dict(t.input_schema))
+               for t in listed if include_controls or not (t.meta or {}).get(CONTROL_META_KEY)]
+        if not include_controls:
+            self._tools = out
+        return out
+
+    async def read_resource(self, uri: str) -> str:
+        """The text of a resource (e.g. ``codegym://{gym}/task``). Retried on connection errors."""
+        result = await self._retrying(lambda client: client.read_resource(uri), "resources/read")
+        return "\n".join(c.text for c in result.contents if isinstance(c, types.TextResourceContents))
+
+    async def tasks(self) -> list[TaskListing]:
+        """The gym's tasks (index, id, difficulty, oracle steps), from its ``tasks`` resource."""
+        listed = await self._retrying(lambda client: client.list_resources(), "resources/list")
+        uri = next((str(r.uri) for r in listed.resources if r.name == "tasks"), None)
+        if uri is None:
+            raise GymClientError("the server offers no 'tasks' resource (not a codegym server?)")
+        try:
+            return [TaskListing.model_validate(row) for row in json.loads(await self.read_resource(uri))]
+        except (ValueError, ValidationError) as exc:
+            raise GymClientError(f"{uri}: unexpected content: {exc}") from None
+
+    async def task_prompt(self) -> str:
+        """The text of the gym's ``task`` prompt (the task text, with how to answer)."""
+        result = await self._retrying(lambda client: client.get_prompt("task"), "prompts/get")
+        return "\n".join(m.content.text for m in result.messages if isinstance(m.content, types.TextContent))
+
+    async def start(self, task: int | str | None = None, difficulty: str | None = None,
+                    seed: int | None = None) -> Episode:
+        """Start an episode (see :class:`mcp_gyms.protocol.StartParams`). Retried on connection errors."""
+        request = StartRequest(params=StartParams(task=task, difficulty=difficulty, seed=seed))  # type: ignore[arg-type]
+        try:
+            info = await self._send(request, EpisodeInfo, "start")
+        except EpisodeRequestError as exc:
+            if exc.code == types.METHOD_NOT_FOUND:  # a plain MCP server: its own, implicit episode
+                return Episode(self, None)
+            raise
+        return Episode(self, info)
+
+    def attach(self, handle: str) -> Episode:
+        """An :class:`Episode` object for an existing handle (e.g. one started by another process)."""
+        return Episode(self, None, handle=handle)
+
+    async def _call_tool(self, name: str, arguments: Mapping[str, Any] | None, handle: str | None) -> StepOutcome:
+        link = await self._current()
+        meta = {EPISODE_META_KEY: handle} if handle else None
+        try:
+            with anyio.fail_after(self.call_timeout) if self.call_timeout else contextlib.nullcontext():
+                result = await link.client.call_tool(name, dict(arguments or {}), meta=meta)  # type: ignore[arg-type]
+        except MCPError as exc:
+            if _is_connection_error(exc):
+                self._drop(link)
+                raise CallInterrupted(f"{name}: the connection failed while the call was out; it may or may "
+                                      f"not have run ({exc.message})") from None
+            # a JSON-RPC error for a tool call: report it like a bad call
+            return StepOutcome(observation=f"Error: {exc.message}", error="rpc_error")
+        except BaseException as exc:
+            if _is_connection_error(exc):
+                self._drop(link)
+                raise CallInterrupted(f"{name}: the connection failed or timed out while the call was out; it "
+                                      f"may or may not have run ({exc!r})") from None
+            raise
+        return outcome_of(result)
+
+
+def outcome_of(result: types.CallToolResult) -> StepOutcome:
+    """A tool result as a :class:`StepOutcome` (from ``structuredContent``, else from the text content)."""
+    structured = result.structured_content
+    if isinstance(structured, dict):
+        try:
+            return StepOutcome.model_validate(structured)
+        except ValidationError:
+            pass
+    text = "\n".join(c.text for c in result.content if isinstance(c, types.TextContent))
+    return StepOutcome(observation=text, error="error" if result.is_error else None)
+
+
+class Episode:
+    """One episode on a :class:`GymConnection`. ``async with`` closes it on exit.
+
+    Attributes:
+        info: what ``start`` returned (None for a handle-less episode on a plain MCP server).
+        handle: the episode handle (None when handle-less).
+        last: the outcome of the latest call (None before the first).
+    """
+
+    def __init__(self, connection: GymConnection, info: EpisodeInfo | None, *, handle: str | None = None) -> None:
+        self.connection = connection
+        self.info = info
+        self.handle = info.episode if info is not None else handle
+        self.last: StepOutcome | None = None
+        self.calls = 0
+
+    async def __aenter__(self) -> Episode:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        with contextlib.suppress(GymClientError), anyio.CancelScope(shield=True):
+            await self.close()
+
+    @property
+    def steps(self) -> int:
+        return self.last.steps if self.last else 0
+
+    @property
+    def reward(self) -> float:
+        return self.last.reward if self.last else 0.0
+
+    @property
+    def done(self) -> bool:
+        return bool(self.last and self.last.done)
+
+    async def call(self, name: str, arguments: Mapping[str, Any] | None = None, /, **kwargs: Any) -> StepOutcome:
+        """Call a tool on this episode; never retried. Arguments as a mapping or as keywords."""
+        merged = {**(arguments or {}), **kwargs}
+        outcome = await self.connection._call_tool(name, merged, self.handle)
+        self.calls += 1
+        self.last = outcome
+        return outcome
+
+    def _params(self) -> EpisodeParams:
+        if self.handle is None:
+            raise GymClientError("this episode has no handle (a plain MCP server)")
+        return EpisodeParams(episode=self.handle)  # type: ignore[call-arg]
+
+    async def status(self) -> EpisodeStatus:
+        """What the server has for this episode: steps, reward, done, whether it is still open."""
+        return await self.connection._send(StatusRequest(params=self._params()), EpisodeStatus, "status")
+
+    async def close(self) -> EpisodeStatus | None:
+        """Close the episode on the server (idempotent; None for a handle-less episode)."""
+        if self.handle is None:
+            return None
+        return await self.connection._send(CloseRequest(params=self._params()), EpisodeStatus, "close")
+
+    async def oracle_plan(self) -> OraclePlan:
+        """The verified oracle's calls for this episode's (task, seed), played by the server in its sandbox."""
+        return await self.connection._send(OracleRequest(params=self._params()), OraclePlan, "oracle")
+
+    async def play_oracle(self) -> StepOutcome:
+        """Replay the oracle's calls through the real tools on this episode; return the last outcome.
+
+        Gyms are deterministic in (task, seed, calls), so on a fresh episode the replay earns the reward
+        the oracle earned; the reward is this episode's own."""
+        plan = await self.oracle_plan()
+        if not plan.calls:
+            raise GymClientError(f"the oracle made no calls ({plan.error or 'no reason given'})")
+        outcome: StepOutcome | None = None
+        for call in plan.calls:
+            outcome = await self.call(call.name, call.arguments)
+            if outcome.done:
+                break
+        assert outcome is not None
+        return outcome
+
+
+@contextlib.asynccontextmanager
+async def connect(target: Target, *, token: str | None = None, headers: Mapping[str, str] | None = None,
+                  mode: str = "auto", retries: int = 3, backoff: float = 0.25, call_timeout: float | None = 300.0,
+                  request_timeout: float = 60.0, env: Mapping[str, str] | None = None) -> AsyncIterator[GymConnection]:
+    """Open a :class:`GymConnection` to one gym's server.
+
+    Args:
+        target: an in-process ``Server``, ``StdioServerParameters`` or a command list, or an HTTP URL.
+        token: bearer token for HTTP.
+        headers: extra HTTP headers.
+        mode: MCP protocol mode: "auto" (2026-07-28, falling back to the handshake), "legacy", or a version.
+        retries: retries of idempotent requests on connection errors.
+        backoff: first retry delay in seconds (doubles each retry).
+        call_timeout: seconds a tool call may take before :class:`CallInterrupted` (None: no limit).
+        request_timeout: seconds any other request (and connecting) may take per try.
+        env: extra environment for a stdio server started from a command list.
+    """
+    connection = GymConnection(target, token=token, headers=headers, mode=mode, retries=retries, backoff=backoff,
+                               call_timeout=call_timeout, request_timeout=request_timeout, env=env)
+    async with connection:
+        yield connection

@@ -1,0 +1,363 @@
+"""The veRL agent loop that plays one gym episode over MCP per trajectory.
+
+Registered as ``codegym_agent`` (:data:`rl.settings.AGENT_NAME`); load it in training with the agent-loop
+YAML ``rl/configs/agent_loop.yaml`` (``actor_rollout_ref.rollout.agent.agent_loop_config_path``), whose
+entry may carry any :class:`rl.settings.LoopSettings` field as a keyword argument.
+
+Contract of :meth:`CodeGymAgentLoop.run` (one trajectory, one dataset row):
+
+1. **Episode.** The row's ``tools_kwargs["codegym"]["create_kwargs"]`` names (gym, task, seed)
+   (:class:`rl.settings.EpisodeSpec`). The loop lists the gym's tools and starts one episode on the gym
+   server through :mod:`rl.gyms` (itself only :mod:`mcp_gyms.client`), over the worker's pooled connection.
+2. **Prompt.** The row's messages rendered with the tokenizer's chat template *and the gym's tools* (as
+   the server lists them), through veRL's Continuous Token builder; capped at ``rollout.prompt_length``.
+3. **Turns.** ``server_manager.generate`` is called with one request id for the whole trajectory and
+   ``max_tokens`` = what is left of ``rollout.response_length``. The model's tokens are appended as they
+   came back (mask 1, log-probs kept). Tool calls are parsed with veRL's tool parser for
+   ``rollout.multi_turn.format`` (Hermes by default) and run on the episode *in order* (a gym's state is
+   sequential). Observations go back as tool messages whose tokens are appended with mask 0; earlier turns
+   are never re-tokenised (only the new messages are rendered, by the builder's suffix diff).
+4. **Bad calls.** An unknown tool or bad arguments is the gym's own error observation. A tool-call block
+   the parser could not read is answered with an error observation by the loop (counted invalid). Every
+   call, bad ones included, counts toward ``max_tool_calls``.
+5. **End** (``extra_fields["codegym_ended"]``): ``done`` (Done was called), ``step_budget`` (the gym's
+   budget ran out), ``tool_call_cap``, ``response_length``, ``no_tool_call`` (the model answered in text),
+   or ``server_error`` (the server failed; the message is in ``codegym_error``). The response never ends
+   with tool-response tokens: observations after the last model turn are not appended, so veRL puts the
+   reward on the last token the model generated.
+6. **Reward.** ``reward_score`` is the gym's verdict (its status on close, else the last call's reward):
+   1.0 for a correct Done, 0.0 otherwise. After a server error it is left ``None``, and veRL's reward
+   function — :func:`rl.reward.compute_score`, the fallback — scores the row.
+7. **Metrics.** ``metrics.generate_sequences`` / ``metrics.tool_calls`` are generation and environment
+   seconds (veRL's own timing fields). Counters go to ``extra_fields`` (veRL merges them into the reward
+   function's ``extra_info``): ``codegym_tool_calls``, ``codegym_invalid_calls``, ``codegym_tool_errors``,
+   ``codegym_env_time_s``, ``codegym_generate_time_s``, ``codegym_steps``, ``codegym_reward``; and
+   ``reward_extra_info`` with the same keys as the fallback's.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Any
+from uuid import uuid4
+
+from verl.experimental.agent_loop.agent_loop import AgentLoopBase, AgentLoopMetrics, AgentLoopOutput, register
+from verl.experimental.agent_loop.tool_parser import FunctionCall, ToolParser
+from verl.tools.schemas import OpenAIFunctionToolSchema
+
+from .gyms import GymEpisode, GymServerError, StepOutcome, server_for
+from .reward import reward_extra_info
+from .settings import AGENT_NAME, EpisodeSpec, LoopSettings, SettingsError
+
+__all__ = ["CodeGymAgentLoop", "INVALID_KINDS", "TOOL_ERROR_KINDS"]
+
+logger = logging.getLogger(__name__)
+
+#: Error kinds (``StepOutcome.error``) that count as an invalid call by the model.
+INVALID_KINDS = frozenset({"unknown_tool", "invalid_arguments", "malformed_call"})
+#: Error kinds that count as a tool error (the call was valid; the tool or its limits failed).
+TOOL_ERROR_KINDS = frozenset({"tool_error", "time_limit", "memory_limit", "output_too_large", "sandbox_error"})
+#: Error kinds that mean the episode is gone on the server side: the trajectory ends as a server error.
+SERVER_GONE_KINDS = frozenset({"episode_over", "unknown_episode", "no_episode", "wrong_gym", "shutting_down"})
+
+
+@dataclass
+class _Trajectory:
+    """Mutable state of one run."""
+
+    request_id: str
+    messages: list[dict[str, Any]]
+    runtime_ids: list[int] = field(default_factory=list)
+    prompt_len: int = 0
+    response_mask: list[int] = field(default_factory=list)
+    logprobs: list[float] | None = None
+    assistant_turns: int = 0
+    tool_turns: int = 0
+    tool_calls: int = 0
+    invalid_calls: int = 0
+    tool_errors: int = 0
+    steps: int = 0
+    env_time: float = 0.0
+    gen_time: float = 0.0
+    num_preempted: int = -1
+    reward: float | None = None
+    ended: str | None = None
+    error: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _openai_tools(tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """MCP tool listings (name, description, input schema) as OpenAI function schemas for the chat template."""
+    return [{"type": "function", "function": {"name": t["name"], "description": t.get("description") or "",
+                                              "parameters": t.get("input_schema") or {"type": "object",
+                                                                                      "properties": {}}}}
+            for t in tools]
+
+
+def _parser_tools(tools: list[dict[str, Any]]) -> list[OpenAIFunctionToolSchema]:
+    """The same tools as veRL's parser schema objects, leaving out any whose JSON Schema veRL's model rejects
+    (its property model wants a ``type`` on every parameter; only some parsers read these at all)."""
+    out = []
+    for tool in tools:
+        try:
+            out.append(OpenAIFunctionToolSchema.model_validate(tool))
+        except ValueError:
+            continue
+    return out
+
+
+def _cut_middle(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    half = (limit - 40) // 2
+    return f"{text[:half]}\n...[{len(text) - 2 * half} characters cut]...\n{text[-half:]}"
+
+
+@register(AGENT_NAME)
+class CodeGymAgentLoop(AgentLoopBase):
+    """One gym episode over MCP per trajectory; see the module docstring for the full contract.
+
+    Keyword arguments besides veRL's (``trainer_config``, ``server_manager``, ``tokenizer``, ``processor``,
+    ``dataset_cls``, ``data_config``, ``hf_model_type``, ``tools``) are :class:`LoopSettings` fields, as the
+    agent-loop YAML entry gives them; ``name`` (the YAML entry's name) is accepted and ignored, and veRL's
+    own ``tools`` are ignored too — a gym's tools come from its server.
+
+    Raises:
+        SettingsError: at construction, for unknown or bad settings.
+    """
+
+    def __init__(self, *args: Any, tools: Any = None, name: str | None = None, **kwargs: Any) -> None:
+        base_keys = {"trainer_config", "server_manager", "tokenizer", "processor", "dataset_cls", "data_config",
+                     "hf_model_type"}
+        settings = {k: kwargs.pop(k) for k in list(kwargs) if k not in base_keys}
+        super().__init__(*args, **kwargs)
+        self.settings = LoopSettings.resolve(self.config, settings)
+        multi_turn = self.rollout_config.get("multi_turn", {}) or {}
+        self.parser_name = self.settings.tool_parser or multi_turn.get("format", None) or "hermes"
+        try:
+            self.tool_parser = ToolParser.get_tool_parser(self.parser_name, self.tokenizer)
+        except ValueError as exc:
+            raise SettingsError(f"{exc}; known parsers: {sorted(ToolParser._registry)}") from None
+        self.prompt_length = int(self.rollout_config.prompt_length)
+        self.response_length = int(self.rollout_config.response_length)
+        start_token = getattr(self.tool_parser, "tool_call_start_token", None)
+        end_token = getattr(self.tool_parser, "tool_call_end_token", None)
+        self._block = (re.compile(re.escape(start_token) + r"(.*?)" + re.escape(end_token), re.DOTALL)
+                       if isinstance(start_token, str) and isinstance(end_token, str) else None)
+
+    # --- the loop ------------------------------------------------------------------------------------
+    async def run(self, sampling_params: dict[str, Any], **kwargs: Any) -> AgentLoopOutput:
+        """Play one episode; see the module docstring. Never raises for gym or server trouble."""
+        spec = EpisodeSpec.from_row(kwargs)
+        t = _Trajectory(request_id=uuid4().hex, messages=[dict(m) for m in kwargs["raw_prompt"]])
+        episode: GymEpisode | None = None
+        tools: list[dict[str, Any]] = []
+        started = time.perf_counter()
+        try:
+            server = await server_for(self.settings)
+            tools = _openai_tools(await server.tools(spec.gym))
+            episode = await server.start(spec)
+        except GymServerError as exc:
+            t.ended, t.error = "server_error", str(exc)
+        finally:
+            t.env_time += time.perf_counter() - started
+
+        t.runtime_ids = await self.ct_build_initial_tokens(t.messages, tools=tools or None)
+        t.prompt_len = len(t.runtime_ids)
+        if t.ended is None and episode is not None:
+            try:
+                await self._play(t, episode, tools, sampling_params)
+            finally:
+                await self._close(t, episode)
+        return self._output(t, spec)
+
+    async def _play(self, t: _Trajectory, episode: GymEpisode, tools: list[dict[str, Any]],
+                    sampling_params: dict[str, Any]) -> None:
+        parser_tools = _parser_tools(tools)
+        stop_ids = list(getattr(self.tool_parser, "stop_token_ids", []) or [])
+        while True:
+            budget = self.response_length - len(t.response_mask)
+            if budget <= 0:
+                t.ended = "response_length"
+                return
+            params = {**sampling_params, "max_tokens": budget}
+            if stop_ids:
+                params["stop_token_ids"] = sorted(set(params.get("stop_token_ids") or []) | set(stop_ids))
+            began = time.perf_counter()
+            output = await self.server_manager.generate(request_id=t.request_id, prompt_ids=t.runtime_ids,
+                                                        sampling_params=params)
+            t.gen_time += time.perf_counter() - began
+            if output.num_preempted is not None:
+                t.num_preempted = max(t.num_preempted, 0) + output.num_preempted
+            # veRL's policy-version bookkeeping (fully async training): first and latest version seen
+            if output.extra_fields.get("min_global_steps") is not None:
+                t.extra.setdefault("min_global_steps", output.extra_fields["min_global_steps"])
+            if output.extra_fields.get("max_global_steps") is not None:
+                t.extra["max_global_steps"] = output.extra_fields["max_global_steps"]
+            t.assistant_turns += 1
+            token_ids = list(output.token_ids)[:budget]
+            assistant_logprobs = list(output.log_probs)[:budget] if output.log_probs is not None else None
+            if assistant_logprobs is not None and t.logprobs is None:
+                t.logprobs = []
+            merge, t.response_mask, logprobs = await self.ct_merge_assistant_token(
+                t.runtime_ids, token_ids, t.response_mask, t.logprobs,
+                assistant_logprobs=assistant_logprobs if t.logprobs is not None else None)
+            t.runtime_ids = merge.token_ids
+            if logprobs is not None:
+                t.logprobs = logprobs
+            if len(t.response_mask) >= self.response_length:
+                t.ended = "response_length"
+                return
+
+            content, calls = await self.tool_parser.extract_tool_calls(token_ids, parser_tools)
+            malformed = await self._count_malformed(token_ids, len(calls))
+            if not calls and not malformed:
+                t.ended = "no_tool_call"
+                return
+            t.messages.append(self._assistant_message(content, calls))  # its tokens are already in place
+            previous = list(t.messages)
+            replies: list[dict[str, Any]] = []
+            for call in calls:
+                if t.tool_calls >= self.settings.max_tool_calls:
+                    t.ended = "tool_call_cap"
+                    return
+                reply = await self._call(t, episode, call)
+                if t.ended is not None:
+                    return
+                replies.append(reply)
+            for _ in range(malformed):
+                if t.tool_calls >= self.settings.max_tool_calls:
+                    t.ended = "tool_call_cap"
+                    return
+                t.tool_calls += 1
+                t.invalid_calls += 1
+                replies.append({"role": "tool", "name": "invalid_tool_call", "content": (
+                    "Error: a tool call could not be read. Write each call as "
+                    f"{getattr(self.tool_parser, 'tool_call_start_token', '')}"
+                    '{"name": "ToolName", "arguments": {...}}'
+                    f"{getattr(self.tool_parser, 'tool_call_end_token', '')} with valid JSON.")})
+            if t.tool_calls >= self.settings.max_tool_calls:
+                t.ended = "tool_call_cap"
+                return
+            t.messages.extend(replies)
+            merge, mask, logprobs = await self.ct_merge_context_msg(previous, t.messages, t.runtime_ids,
+                                                                     t.response_mask, t.logprobs, tools=tools)
+            if len(mask) >= self.response_length:
+                t.ended = "response_length"  # the observations do not fit: end on the model's last token
+                return
+            t.runtime_ids, t.response_mask = merge.token_ids, mask
+            if logprobs is not None:
+                t.logprobs = logprobs
+            t.tool_turns += 1
+
+    async def _call(self, t: _Trajectory, episode: GymEpisode, call: FunctionCall) -> dict[str, Any]:
+        """Run one parsed call on the episode; returns the tool message. Sets ``t.ended`` when it must stop."""
+        t.tool_calls += 1
+        try:
+            arguments: Any = json.loads(call.arguments) if call.arguments else {}
+        except json.JSONDecodeError:
+            arguments = call.arguments  # the server reports non-JSON arguments as a bad call
+        began = time.perf_counter()
+        try:
+            result: StepOutcome = await episode.call(call.name, arguments)
+        except GymServerError as exc:
+            t.ended, t.error = "server_error", str(exc)
+            return {}
+        finally:
+            t.env_time += time.perf_counter() - began
+        t.steps = max(t.steps, result.steps)
+        if result.error in SERVER_GONE_KINDS:
+            t.ended, t.error = "server_error", f"{result.error}: {result.observation}"
+            return {}
+        if result.error in INVALID_KINDS:
+            t.invalid_calls += 1
+        elif result.error is not None:
+            t.tool_errors += 1
+        if result.done:
+            t.reward = result.reward
+            t.ended = "done" if result.terminated else "step_budget"
+        message = {"role": "tool", "name": call.name,
+                   "content": _cut_middle(result.observation, self.settings.max_observation_chars)}
+        if call.tool_call_id is not None:
+            message["tool_call_id"] = call.tool_call_id
+        return message
+
+    async def _close(self, t: _Trajectory, episode: GymEpisode) -> None:
+        began = time.perf_counter()
+        try:
+            status = await episode.close()
+        except GymServerError as exc:
+            logger.warning("closing episode %s failed: %s", getattr(episode, "handle", "?"), exc)
+            status = None
+        finally:
+            t.env_time += time.perf_counter() - began
+        if t.ended == "server_error":
+            return
+        if status is not None:
+            t.reward = float(status.reward)
+            t.steps = max(t.steps, status.steps)
+        elif t.reward is None:
+            t.reward = 0.0
+
+    async def _count_malformed(self, token_ids: list[int], parsed: int) -> int:
+        """Tool-call blocks in the output that the parser could not read (0 when the format has no markers)."""
+        if self._block is None:
+            return 0
+        text = await self.loop.run_in_executor(None, self.tokenizer.decode, token_ids)
+        return max(0, len(self._block.findall(text)) - parsed)
+
+    @staticmethod
+    def _assistant_message(content: str, calls: list[FunctionCall]) -> dict[str, Any]:
+        message: dict[str, Any] = {"role": "assistant", "content": content or ""}
+        if calls:
+            tool_calls = []
+            for call in calls:
+                try:
+                    arguments: Any = json.loads(call.arguments)
+                except json.JSONDecodeError:
+                    arguments = call.arguments
+                entry: dict[str, Any] = {"type": "function", "function": {"name": call.name, "arguments": arguments}}
+                if call.tool_call_id is not None:
+                    entry["id"] = call.tool_call_id
+                tool_calls.append(entry)
+            message["tool_calls"] = tool_calls
+        return message
+
+    def _output(self, t: _Trajectory, spec: EpisodeSpec) -> AgentLoopOutput:
+        response_ids = t.runtime_ids[t.prompt_len:][: self.response_length]
+        mask = t.response_mask[: self.response_length]
+        if len(response_ids) != len(mask):  # a builder bug would silently misalign loss and tokens
+            raise RuntimeError(f"response tokens ({len(response_ids)}) and mask ({len(mask)}) disagree")
+        counters = {
+            "codegym_gym": spec.gym,
+            "codegym_task": str(spec.task),
+            "codegym_ended": t.ended or "response_length",
+            "codegym_error": t.error,
+            "codegym_reward": t.reward,
+            "codegym_tool_calls": t.tool_calls,
+            "codegym_invalid_calls": t.invalid_calls,
+            "codegym_tool_errors": t.tool_errors,
+            "codegym_steps": t.steps,
+            "codegym_env_time_s": round(t.env_time, 6),
+            "codegym_generate_time_s": round(t.gen_time, 6),
+        }
+        extra = {**t.extra, **counters, "turn_scores": [], "tool_rewards": []}
+        # Always present, with the fallback's keys: veRL's batch code reads the first row's keys from every row.
+        # An unscored row is scored (and this dict replaced) by veRL's reward function.
+        extra["reward_extra_info"] = reward_extra_info(t.reward or 0.0, "gym" if t.reward is not None else "pending",
+                                                       counters)
+        return AgentLoopOutput(
+            prompt_ids=t.runtime_ids[: t.prompt_len],
+            response_ids=response_ids,
+            response_mask=mask,
+            response_logprobs=t.logprobs[: self.response_length] if t.logprobs is not None else None,
+            reward_score=t.reward,
+            num_turns=1 + t.assistant_turns + t.tool_turns,
+            metrics=AgentLoopMetrics(generate_sequences=t.gen_time, tool_calls=t.env_time,
+                                     num_preempted=t.num_preempted),
+            extra_fields=extra,
+        )

@@ -1,0 +1,195 @@
+"""Gym servers for training: one ``codegym serve --http`` per Ray node, or a given list of URLs.
+
+- :class:`GymServerProcess` runs ``python -m mcp_gyms.server --http --host 127.0.0.1 --port 0`` (the public
+  ``codegym serve`` command) as a child process, reads the address it bound from its log, and waits until
+  ``GET /healthz`` answers. :meth:`GymServerProcess.stop` ends it with SIGTERM (the server then lets
+  in-flight calls finish and stops its sandbox workers), SIGKILL after a grace period.
+- :func:`start_node_servers` starts one :class:`GymServerProcess` inside a Ray actor on every alive node of
+  the cluster veRL runs on, named ``{prefix}-{node_id}``; the agent loops on a node find theirs by that
+  name (:func:`rl.gyms.server_for`) and talk to it over loopback. The driver keeps the actors' handles, so
+  they live as long as it does; a server process ends with its parent (Linux parent-death signal), so a
+  killed actor or test leaves no server behind.
+
+Used by the launcher (:mod:`rl.train`) when ``codegym.servers`` is empty; with a URL list nothing is started.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from .settings import ServerSettings
+
+__all__ = ["GymServerProcess", "ServerStartError", "start_node_servers"]
+
+_BOUND = re.compile(r"serving \d+ gym\(s\) on (https?://\S+?)/gyms/")
+
+
+class ServerStartError(RuntimeError):
+    """A gym server did not come up; the message carries the tail of its log."""
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: ask Linux to send SIGTERM when the parent process dies (PR_SET_PDEATHSIG)."""
+    import ctypes
+
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)
+
+
+class GymServerProcess:
+    """One ``codegym serve --http`` child process on this machine (loopback only, no token needed).
+
+    Args:
+        settings: bank, workers, limits and the start-up timeout.
+        host: bind address (loopback by default: only this node's agent loops reach it).
+    """
+
+    def __init__(self, settings: ServerSettings | None = None, host: str = "127.0.0.1") -> None:
+        self.settings = settings or ServerSettings()
+        self.host = host
+        self.url: str | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._log_path: Path | None = None
+
+    def command(self) -> list[str]:
+        s = self.settings
+        cmd = [sys.executable, "-m", "mcp_gyms.server", "--http", "--host", self.host, "--port", "0",
+               "--max-episodes", str(s.max_episodes), "--idle-timeout", str(s.idle_timeout_s),
+               "--time-limit", str(s.time_limit_s)]
+        if s.bank:
+            cmd += ["--bank", s.bank]
+        if s.workers:
+            cmd += ["--workers", str(s.workers)]
+        return cmd
+
+    def log_tail(self, chars: int = 2000) -> str:
+        if self._log_path is None or not self._log_path.exists():
+            return ""
+        return self._log_path.read_text(encoding="utf-8", errors="replace")[-chars:]
+
+    def start(self) -> str:
+        """Start the server and wait until it is healthy. Returns its base URL (``http://127.0.0.1:PORT``).
+
+        Raises:
+            ServerStartError: it exited, or did not become healthy within ``startup_timeout_s``.
+        """
+        if self._proc is not None:
+            raise RuntimeError("this server process was already started")
+        fd, log = tempfile.mkstemp(prefix="codegym-server-", suffix=".log")
+        self._log_path = Path(log)
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        with os.fdopen(fd, "wb") as log_file:
+            self._proc = subprocess.Popen(self.command(), stdout=log_file, stderr=subprocess.STDOUT,
+                                          stdin=subprocess.DEVNULL, env=env, start_new_session=True,
+                                          preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
+        deadline = time.monotonic() + self.settings.startup_timeout_s
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                raise ServerStartError(f"the gym server exited with code {self._proc.returncode}:\n{self.log_tail()}")
+            if self.url is None:
+                found = _BOUND.search(self.log_tail(100_000))
+                if found:
+                    self.url = found.group(1)
+            if self.url is not None:
+                try:
+                    if httpx.get(f"{self.url}/healthz", timeout=2.0).status_code == 200:
+                        return self.url
+                except httpx.HTTPError:
+                    pass
+            time.sleep(0.1)
+        self.stop()
+        raise ServerStartError(f"the gym server was not healthy after {self.settings.startup_timeout_s:g} s:\n"
+                               f"{self.log_tail()}")
+
+    def alive(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def stop(self, grace_s: float = 15.0) -> None:
+        """SIGTERM, wait up to ``grace_s``, then SIGKILL the server's process group. Idempotent."""
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        if proc.poll() is None:
+            with _suppress_lookup():
+                os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(grace_s)
+            except subprocess.TimeoutExpired:
+                with _suppress_lookup():
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(5)
+        if self._log_path is not None:
+            self._log_path.unlink(missing_ok=True)
+
+    def __enter__(self) -> GymServerProcess:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class _suppress_lookup:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
+        return exc_type is not None and issubclass(exc_type, ProcessLookupError)
+
+
+class _NodeGymServer:
+    """Body of the per-node Ray actor: owns one :class:`GymServerProcess`."""
+
+    def __init__(self, settings: dict[str, Any]) -> None:
+        self.process = GymServerProcess(ServerSettings.model_validate(settings))
+        self._url = self.process.start()
+
+    def url(self) -> str:
+        return self._url
+
+    def healthy(self) -> bool:
+        return self.process.alive()
+
+    def stop(self) -> None:
+        self.process.stop()
+
+
+_NODE_ACTORS: list[Any] = []
+
+
+def start_node_servers(settings: ServerSettings, prefix: str = "codegym-gym-server") -> dict[str, str]:
+    """Start one gym server actor on every alive Ray node (Ray must be initialised). Returns node id -> URL.
+
+    Raises:
+        ServerStartError: a node's server did not come up.
+    """
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    actor_class = ray.remote(num_cpus=0)(_NodeGymServer)
+    actors = {}
+    for node in ray.nodes():
+        if not node.get("Alive"):
+            continue
+        node_id = node["NodeID"]
+        actors[node_id] = actor_class.options(
+            name=f"{prefix}-{node_id}", get_if_exists=True,
+            scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=node_id, soft=False),
+        ).remote(settings.model_dump())
+    _NODE_ACTORS.extend(actors.values())  # Ray ends an actor once no handle to it is left
+    urls = {}
+    for node_id, actor in actors.items():
+        try:
+            urls[node_id] = ray.get(actor.url.remote())
+        except ray.exceptions.RayActorError as exc:
+            raise ServerStartError(f"the gym server on node {node_id} did not start: {exc}") from exc
+    return urls

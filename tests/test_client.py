@@ -1,0 +1,210 @@
+"""The shared client: its contract on retries, interrupted calls, plain MCP servers and episode objects;
+and the HTTP server's graceful shutdown, seen from a client (real server subprocesses)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import time
+
+import anyio
+import httpx
+import mcp_types as types
+import pytest
+from mcp.server import Server
+from test_server_support import descendants, running_http, sleepy_bank, spawn_http, wait_gone
+
+from mcp_gyms.bank import Bank
+from mcp_gyms.client import CallInterrupted, ConnectionLost, EpisodeRequestError, ToolInfo, connect
+from mcp_gyms.protocol import ErrorCode
+from mcp_gyms.server import HttpService, open_gym_server
+
+GYM = "mountain_peak"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def test_unreachable_server_fails_after_retries() -> None:
+    url = f"http://127.0.0.1:{free_port()}/gyms/{GYM}/mcp"
+    started = time.monotonic()
+    with pytest.raises(ConnectionLost) as lost:
+        async with connect(url, retries=2, backoff=0.05):
+            pass
+    assert "3 tries" in str(lost.value) and time.monotonic() - started < 10
+
+
+async def test_episode_objects_in_process(bank: Bank) -> None:
+    async with open_gym_server(bank, GYM, workers=2) as server, connect(server) as gym:
+        tools = await gym.list_tools()
+        assert all(isinstance(t, ToolInfo) for t in tools)
+        assert tools[0].openai() == {"type": "function", "function": {
+            "name": "Observe", "description": tools[0].description, "parameters": tools[0].input_schema}}
+        async with await gym.start(difficulty="medium", seed=4) as ep:
+            assert ep.info is not None and ep.info.task_id == "medium-0" and ep.info.seed == 4
+            assert (ep.steps, ep.reward, ep.done) == (0, 0.0, False)
+            out = await ep.call("Height", {"position": 1})
+            assert out.error is None and ep.steps == 1 and ep.last is out
+            twin = gym.attach(ep.handle)  # another object for the same episode
+            assert (await twin.status()).steps == 1
+            plan = await ep.oracle_plan()
+            assert plan.reward == 1.0 and plan.calls[-1].name == "Done" and plan.error is None
+            assert (await ep.status()).steps == 1  # planning the oracle did not touch the episode
+        assert (await ep.status()).ended == "closed"  # the context manager closed it
+        assert (await ep.close()).ended == "closed"  # idempotent
+        with pytest.raises(EpisodeRequestError) as refused:
+            await gym.start(task="nope")
+        assert refused.value.code == ErrorCode.INVALID_PARAMS and refused.value.kind == "unknown_task"
+        with pytest.raises(EpisodeRequestError) as unknown:
+            await gym.attach("no-such-handle").status()
+        assert unknown.value.code == ErrorCode.UNKNOWN_EPISODE
+
+
+async def test_plain_mcp_server_gets_a_handleless_episode() -> None:
+    """Against an MCP server that knows nothing of codegym, the client still plays (its implicit state)."""
+    counter = {"n": 0}
+
+    async def list_tools(ctx, params) -> types.ListToolsResult:
+        return types.ListToolsResult(tools=[types.Tool(name="Inc", input_schema={"type": "object"})])
+
+    async def call_tool(ctx, params) -> types.CallToolResult:
+        counter["n"] += 1
+        return types.CallToolResult(content=[types.TextContent(text=f"n={counter['n']}")],
+                                    is_error=params.name != "Inc")
+
+    async with connect(Server("plain", on_list_tools=list_tools, on_call_tool=call_tool)) as gym:
+        ep = await gym.start(task=3)
+        assert ep.handle is None and ep.info is None
+        assert (await ep.call("Inc")).observation == "n=1"
+        bad = await ep.call("Other")
+        assert bad.observation == "n=2" and bad.error == "error"
+        assert await ep.close() is None
+
+
+async def test_reconnects_after_a_server_restart(bank: Bank) -> None:
+    """Idempotent requests reconnect; the episode itself is gone with the old server (a clear error)."""
+    port = free_port()
+
+    async def serve(stop: anyio.Event) -> None:
+        import uvicorn
+
+        service = HttpService(bank, gyms=[GYM], workers=1)
+        server = uvicorn.Server(uvicorn.Config(service.app(), host="127.0.0.1", port=port, log_level="warning",
+                                               timeout_graceful_shutdown=1))
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(server.serve)
+            await stop.wait()
+            server.should_exit = True
+
+    url = f"http://127.0.0.1:{port}/gyms/{GYM}/mcp"
+    async with anyio.create_task_group() as tg:
+        first = anyio.Event()
+        tg.start_soon(serve, first)
+        await anyio.sleep(1.0)
+        async with connect(url, retries=5, backoff=0.2) as gym:
+            ep = await gym.start()
+            assert (await ep.call("Observe")).error is None
+            first.set()
+            await anyio.sleep(1.5)  # the server is down now
+            with pytest.raises(ConnectionLost):
+                await ep.call("Observe")  # a tool call is never retried
+            second = anyio.Event()
+            tg.start_soon(serve, second)
+            await anyio.sleep(1.0)
+            assert len(await gym.list_tools()) == 5  # reconnected
+            gone = await ep.call("Observe")
+            assert gone.error == "unknown_episode"
+            ep2 = await gym.start()
+            assert (await ep2.call("Observe")).error is None
+            second.set()
+
+
+async def test_call_interrupted_when_the_server_dies_mid_call(tmp_path) -> None:
+    sleepy_bank(tmp_path)
+    proc, base = spawn_http("--bank", str(tmp_path), "--workers", "1", "sleepy")
+    workers: list[int] = []
+    tmpdirs: list[str] = []
+    try:
+        async with connect(f"{base}/gyms/sleepy/mcp", retries=1, backoff=0.05) as gym:
+            ep = await gym.start()
+            assert (await ep.call("Sleep", seconds=0.0)).error is None
+            workers = descendants(proc.pid)
+            tmpdirs = [os.readlink(f"/proc/{pid}/cwd") for pid in workers]  # the host cannot clean up after SIGKILL
+
+            async def kill_soon() -> None:
+                await anyio.sleep(0.5)
+                proc.kill()
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(kill_soon)
+                with pytest.raises(CallInterrupted) as interrupted:
+                    await ep.call("Sleep", seconds=2.5)
+            assert "may or may not have run" in str(interrupted.value)
+            with pytest.raises(ConnectionLost):
+                await gym.list_tools()
+    finally:
+        proc.kill()
+        proc.wait()
+    # workers of a SIGKILLed server see EOF and stop by themselves once their call ends
+    assert wait_gone(workers, timeout=20) == []
+    for path in tmpdirs:
+        if "codegym-worker-" in path:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+async def test_http_graceful_shutdown_finishes_in_flight_calls(tmp_path) -> None:
+    sleepy_bank(tmp_path)
+    proc, base = spawn_http("--bank", str(tmp_path), "--workers", "2")
+    try:
+        async with connect(f"{base}/gyms/sleepy/mcp", retries=0) as gym:
+            eps = [await gym.start(task=i % 2) for i in range(3)]
+            for ep in eps:
+                assert (await ep.call("Sleep", seconds=0.0)).error is None
+            workers = descendants(proc.pid)
+            assert len(workers) == 2
+            results: list[object] = []
+
+            async def slow(ep) -> None:
+                try:
+                    results.append(await ep.call("Sleep", seconds=1.5))
+                except ConnectionLost as exc:
+                    results.append(exc)
+
+            async with anyio.create_task_group() as tg:
+                for ep in eps[:2]:
+                    tg.start_soon(slow, ep)
+                await anyio.sleep(0.5)
+                proc.send_signal(signal.SIGTERM)
+            # the calls in flight finished (the grace period is longer than they take)
+            assert [getattr(r, "observation", r) for r in results] == ["slept 1.5", "slept 1.5"]
+            rc = await anyio.to_thread.run_sync(lambda: proc.wait(timeout=30))
+            assert rc in (0, -signal.SIGTERM)
+            assert wait_gone(workers) == []
+            async with httpx.AsyncClient() as http:
+                with pytest.raises(httpx.ConnectError):
+                    await http.get(f"{base}/healthz")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+async def test_shutdown_refuses_new_work_clearly(bank: Bank) -> None:
+    """Once shutdown starts, calls and starts get a clear 'shutting down' answer, not a hang."""
+    service = HttpService(bank, gyms=[GYM], workers=1)
+    async with running_http(service) as base, connect(f"{base}/gyms/{GYM}/mcp", retries=0) as gym:
+        ep = await gym.start()
+        assert service.manager is not None
+        await service.manager.shutdown()
+        out = await ep.call("Observe")
+        assert out.error == "shutting_down" or out.error == "episode_over", out
+        with pytest.raises(EpisodeRequestError) as refused:
+            await gym.start()
+        assert refused.value.code == ErrorCode.SHUTTING_DOWN
+        async with httpx.AsyncClient() as http:
+            assert (await http.get(f"{base}/healthz")).status_code == 503

@@ -1,0 +1,89 @@
+"""`codegym eval` as a command: clear errors for bad input, and Ctrl-C keeps what finished."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from mcp_gyms.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_cli(args: list[str], capsys) -> tuple[int, str]:
+    try:
+        code = main(["eval", *args])
+    except SystemExit as exc:  # argparse
+        code = int(exc.code or 0)
+    captured = capsys.readouterr()
+    return code, captured.out + captured.err
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--policy", "openai"], "--out DIR is required"),
+    (["--policy", "openai", "--out", "{tmp}/a"], "--policy openai needs --model"),
+    (["--gyms", "no_such_gym", "--out", "{tmp}/b"], "no gym 'no_such_gym'"),
+    (["--server", "ftp://x", "--out", "{tmp}/c"], "--server must be an http(s) URL"),
+    (["--server", "http://127.0.0.1:9", "--out", "{tmp}/d"], "cannot reach the gym server"),
+    (["--bank", "{tmp}", "--out", "{tmp}/e"], "not a bank"),
+    (["-k", "0", "--out", "{tmp}/f"], "-k: Input should be greater than or equal to 1"),
+    (["--split", "extreme", "--out", "{tmp}/g"], "invalid choice: 'extreme'"),
+    (["--bank", "x", "--server", "http://y", "--out", "{tmp}/h"], "not allowed with argument"),
+    (["--min-success", "2", "--out", "{tmp}/i"], "--min-success is a rate between 0 and 1"),
+])
+def test_bad_input_is_a_clear_error(args: list[str], message: str, tmp_path: Path, capsys) -> None:
+    code, output = run_cli([a.replace("{tmp}", str(tmp_path)) for a in args], capsys)
+    assert code == 2
+    assert message in output
+    assert "Traceback" not in output
+    assert not any(tmp_path.glob("*/trajectories.jsonl*"))
+
+
+def test_out_dir_holding_a_run_is_refused(tmp_path: Path, capsys) -> None:
+    (tmp_path / "trajectories.jsonl").write_text("")
+    code, output = run_cli(["--out", str(tmp_path)], capsys)
+    assert code == 2 and "already holds a run" in output
+
+
+def test_rescore_of_a_bad_file(tmp_path: Path, capsys) -> None:
+    code, output = run_cli(["rescore", str(tmp_path / "missing.jsonl")], capsys)
+    assert code == 2 and "cannot read" in output
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"gym": "coin_vault"}\n')
+    code, output = run_cli(["rescore", str(bad)], capsys)
+    assert code == 2 and "bad.jsonl:1: not an episode record" in output
+
+
+def test_ctrl_c_writes_what_finished(tmp_path: Path) -> None:
+    """SIGINT in the middle of a run: exit 130, finished episodes in trajectories.jsonl, reports written."""
+    out = tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mcp_gyms.cli", "eval", "--policy", "random", "--gyms", "coin_vault", "-k", "200",
+         "--concurrency", "2", "--workers", "1", "--out", str(out), "--no-progress"],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    partial = out / "trajectories.jsonl.partial"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        if partial.exists() and partial.read_text().count("\n") >= 3:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, proc.communicate()
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert "interrupted" in stderr and "Traceback" not in stderr
+    lines = (out / "trajectories.jsonl").read_text().splitlines()
+    assert 3 <= len(lines) < 200 * 12
+    assert not partial.exists()
+    results = json.loads((out / "results.json").read_text())
+    assert results["interrupted"] is True
+    assert results["episodes_finished"] == len(lines) and results["episodes_expected"] == 200 * 12
+    assert "**Interrupted**" in (out / "report.md").read_text()

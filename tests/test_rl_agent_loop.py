@@ -1,0 +1,308 @@
+"""The veRL agent loop against a real gym server over HTTP, driven by a scripted model and a local tokenizer.
+
+The loop is the real ``CodeGymAgentLoop`` on veRL's real ``AgentLoopBase`` (and, at the end, veRL's real
+``AgentLoopWorker`` fed by ``RLHFDataset``); only the LLM server is scripted. The gym server is
+``codegym serve --http`` on a test bank: the bundled ``coin_vault`` gym and a ``probe`` gym with a slow tool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import importlib.util
+import json
+import socket
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+if importlib.util.find_spec("verl") is None:
+    pytest.skip("needs the rl extra (verl 0.9.1 on CPU torch); `make test` installs it", allow_module_level=True)
+
+from verl.experimental.agent_loop.agent_loop import (  # noqa: E402
+    AgentLoopWorker,
+    DictConfigWrap,
+    _agent_loop_registry,
+)
+from verl.protocol import DataProto  # noqa: E402
+from verl.utils.dataset.rl_dataset import RLHFDataset, collate_fn  # noqa: E402
+
+from rl import gyms  # noqa: E402
+from rl.agent_loop import CodeGymAgentLoop  # noqa: E402
+from rl.export import ExportOptions, export  # noqa: E402
+from rl.reward import compute_score  # noqa: E402
+from rl.servers import GymServerProcess  # noqa: E402
+from rl.settings import AGENT_NAME, ServerSettings, SettingsError  # noqa: E402
+from rl.testing import ScriptedServerManager, build_tokenizer, hermes_call, make_test_bank, write_model_dir  # noqa: E402
+from rl.train import compose  # noqa: E402
+
+RESPONSE_LENGTH = 2048
+SYSTEM = {"role": "system", "content": "You are a careful agent."}
+USER = {"role": "user", "content": "Find the hidden value and submit it."}
+
+
+# --- fixtures ---------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("rl-loop")
+
+
+@pytest.fixture(scope="module")
+def bank_path(workdir: Path) -> Path:
+    make_test_bank(workdir / "bank")
+    return workdir / "bank"
+
+
+@pytest.fixture(scope="module")
+def server_url(bank_path: Path) -> Any:
+    with GymServerProcess(ServerSettings(bank=str(bank_path), workers=2, time_limit_s=1.0)) as server:
+        assert server.url is not None
+        yield server.url
+
+
+@pytest.fixture(scope="module")
+def model_dir(workdir: Path) -> Path:
+    return write_model_dir(workdir / "model")
+
+
+@pytest.fixture(scope="module")
+def trainer_config(server_url: str, model_dir: Path, workdir: Path) -> Any:
+    return compose([f"actor_rollout_ref.model.path={model_dir}", f"codegym.servers=[{server_url}]",
+                    f"data.train_files={workdir}/data/train.parquet", f"data.val_files={workdir}/data/val.parquet",
+                    "data.max_prompt_length=8192", f"data.max_response_length={RESPONSE_LENGTH}",
+                    "data.train_batch_size=4", "actor_rollout_ref.rollout.n=1", "data.dataloader_num_workers=0",
+                    "data.filter_overlong_prompts=false"])
+
+
+@pytest.fixture(scope="module")
+def tokenizer() -> Any:
+    return build_tokenizer()
+
+
+@pytest.fixture(autouse=True)
+async def _close_pool() -> Any:
+    yield
+    await gyms.close_all()
+
+
+def make_loop(config: Any, manager: ScriptedServerManager, tokenizer: Any, *, response_length: int | None = None,
+              **settings: Any) -> CodeGymAgentLoop:
+    if response_length is not None:
+        config = copy.deepcopy(config)
+        config.actor_rollout_ref.rollout.response_length = response_length
+    return CodeGymAgentLoop(trainer_config=DictConfigWrap(config), server_manager=manager, tokenizer=tokenizer,
+                            processor=None, dataset_cls=RLHFDataset, data_config=DictConfigWrap(config.data),
+                            hf_model_type="qwen2", **settings)
+
+
+def row(gym: str = "probe", task: str = "t0", seed: int = 0) -> dict[str, Any]:
+    return {"raw_prompt": [SYSTEM, USER], "data_source": "codegym",
+            "tools_kwargs": {"codegym": {"create_kwargs": {"gym": gym, "task": task, "seed": seed}}}}
+
+
+def model_spans(out: Any, manager: ScriptedServerManager, request_id: str) -> list[tuple[int, list[int]]]:
+    """(offset in the response, tokens) of every generate call of one trajectory."""
+    prompt_len = len(out.prompt_ids)
+    return [(len(c.prompt_ids) - prompt_len, c.token_ids) for c in manager.calls if c.request_id == request_id]
+
+
+def response_text(tokenizer: Any, out: Any, want_mask: int) -> str:
+    return tokenizer.decode([t for t, m in zip(out.response_ids, out.response_mask) if m == want_mask])
+
+
+# --- one episode, end to end ------------------------------------------------------------------------------
+async def test_solves_a_task_token_in_token_out(trainer_config: Any, tokenizer: Any) -> None:
+    manager = ScriptedServerManager(tokenizer, [hermes_call("Read"), hermes_call("Done", {"answer": 7})],
+                                    log_probs=True)
+    loop = make_loop(trainer_config, manager, tokenizer)
+    out = await loop.run({"temperature": 1.0, "logprobs": True}, **row("probe", "t0"))
+
+    extra = out.extra_fields
+    assert out.reward_score == 1.0
+    assert (extra["codegym_ended"], extra["codegym_reward"], extra["codegym_tool_calls"],
+            extra["codegym_invalid_calls"], extra["codegym_tool_errors"], extra["codegym_steps"]) == ("done", 1.0, 2, 0, 0, 2)
+    assert out.num_turns == 4  # prompt, Read turn, its observation, Done turn
+    assert extra["reward_extra_info"]["score"] == 1.0 and extra["reward_extra_info"]["codegym_scored_by"] == "gym"
+    assert out.metrics.tool_calls > 0 and extra["codegym_env_time_s"] > 0
+
+    # one request id for the whole trajectory; the model saw the gym's tools (as the server lists them)
+    assert len(manager.calls) == 2 and len({c.request_id for c in manager.calls}) == 1
+    prompt_text = tokenizer.decode(out.prompt_ids)
+    for name in ("Observe", "Read", "Sleep", "Echo", "Done"):
+        assert f'"name": "{name}"' in prompt_text
+    assert SYSTEM["content"] in prompt_text and USER["content"] in prompt_text
+
+    # token in, token out: each turn's prompt extends the previous prompt + output, never re-tokenised
+    first, second = manager.calls
+    assert second.prompt_ids[: len(first.prompt_ids) + len(first.token_ids)] == first.prompt_ids + first.token_ids
+    assert first.prompt_ids == out.prompt_ids
+
+    # masks: exactly the model's tokens have mask 1 (and their log-probs); the observation has mask 0
+    spans = model_spans(out, manager, first.request_id)
+    expected = [0] * len(out.response_ids)
+    for offset, tokens in spans:
+        assert out.response_ids[offset: offset + len(tokens)] == tokens
+        expected[offset: offset + len(tokens)] = [1] * len(tokens)
+    assert out.response_mask == expected
+    assert out.response_logprobs == [-0.5 if m else 0.0 for m in expected]
+    assert out.response_mask[-1] == 1  # the response ends on the model's last token (reward goes there)
+    assert "<tool_response>\n7\n</tool_response>" in response_text(tokenizer, out, 0)
+    assert "Done" in response_text(tokenizer, out, 1)
+
+    # max_tokens is what is left of the response budget
+    assert first.sampling_params["max_tokens"] == RESPONSE_LENGTH
+    assert second.sampling_params["max_tokens"] == RESPONSE_LENGTH - spans[1][0]
+    assert first.sampling_params["temperature"] == 1.0
+
+
+async def test_wrong_answer_scores_zero_and_trajectories_share_one_connection(trainer_config: Any,
+                                                                              tokenizer: Any) -> None:
+    manager = ScriptedServerManager(tokenizer, [hermes_call("Read"), hermes_call("Done", {"answer": 8})])
+    loop = make_loop(trainer_config, manager, tokenizer)
+    outs = await asyncio.gather(*(loop.run({}, **row("probe", task)) for task in ("t0", "t1", "t2")))
+    assert [o.reward_score for o in outs] == [0.0, 0.0, 0.0]
+    assert {o.extra_fields["codegym_ended"] for o in outs} == {"done"}
+    assert len({c.request_id for c in manager.calls}) == 3  # one request id per trajectory
+    pool = gyms._pool()
+    assert len([k for k in pool.entries if "/gyms/probe/mcp" in k]) == 1  # one pooled connection per gym
+
+
+async def test_bad_calls_are_observations_and_counted(trainer_config: Any, tokenizer: Any) -> None:
+    bad_turn = ('<tool_call>\n{"name": "Read", "arguments": {</tool_call>'  # unreadable JSON
+                + hermes_call("Teleport", {"to": 3})  # unknown tool
+                + hermes_call("Sleep", {"seconds": "soon"})  # wrong argument type
+                + '<tool_call>\n{"name": "Echo", "arguments": [1, 2]}\n</tool_call>')  # arguments not an object
+    manager = ScriptedServerManager(tokenizer, [bad_turn, hermes_call("Read"), hermes_call("Done", {"answer": 7})])
+    out = await make_loop(trainer_config, manager, tokenizer).run({}, **row("probe", "t0"))
+    extra = out.extra_fields
+    assert out.reward_score == 1.0 and extra["codegym_ended"] == "done"
+    assert extra["codegym_invalid_calls"] == 4 and extra["codegym_tool_errors"] == 0
+    assert extra["codegym_tool_calls"] == 6
+    assert extra["codegym_steps"] == 4  # the server saw Teleport, Sleep, Read, Done; the other two never left
+    observations = response_text(tokenizer, out, 0)
+    assert "unknown tool 'Teleport'" in observations
+    assert "invalid arguments for Sleep" in observations
+    assert "arguments must be a JSON object" in observations
+    assert "a tool call could not be read" in observations
+
+
+async def test_tool_call_cap_ends_the_trajectory(trainer_config: Any, tokenizer: Any) -> None:
+    manager = ScriptedServerManager(tokenizer, default=hermes_call("Read") + hermes_call("Read"))
+    out = await make_loop(trainer_config, manager, tokenizer, max_tool_calls=3).run({}, **row("probe", "t1"))
+    extra = out.extra_fields
+    assert extra["codegym_ended"] == "tool_call_cap"
+    assert extra["codegym_tool_calls"] == 3 and extra["codegym_steps"] == 3
+    assert out.reward_score == 0.0  # the gym's verdict: no Done, no reward
+    assert len(manager.calls) == 2
+    assert out.response_mask[-1] == 1  # the third call's observation is not appended
+
+
+async def test_generation_is_cut_at_the_response_budget(trainer_config: Any, tokenizer: Any) -> None:
+    manager = ScriptedServerManager(tokenizer, ["x" * 1000])
+    out = await make_loop(trainer_config, manager, tokenizer, response_length=300).run({}, **row())
+    assert len(out.response_ids) == 300 and out.response_mask == [1] * 300
+    assert manager.calls[0].sampling_params["max_tokens"] == 300
+    assert out.extra_fields["codegym_ended"] == "response_length" and out.reward_score == 0.0
+
+
+async def test_second_turn_gets_what_is_left_of_the_budget(trainer_config: Any, tokenizer: Any) -> None:
+    manager = ScriptedServerManager(tokenizer, [hermes_call("Echo", {"text": "y" * 100}), "z" * 5000])
+    out = await make_loop(trainer_config, manager, tokenizer, response_length=1200).run({}, **row())
+    first, second = manager.calls
+    used = len(second.prompt_ids) - len(first.prompt_ids)  # first turn + observation
+    assert second.sampling_params["max_tokens"] == 1200 - used
+    assert len(out.response_ids) == 1200 and len(out.response_mask) == 1200
+    assert out.extra_fields["codegym_ended"] == "response_length"
+
+
+async def test_observation_that_does_not_fit_is_not_appended(trainer_config: Any, tokenizer: Any) -> None:
+    turn = hermes_call("Echo", {"text": "y" * 400})
+    manager = ScriptedServerManager(tokenizer, [turn])
+    out = await make_loop(trainer_config, manager, tokenizer, response_length=600).run({}, **row())
+    assert out.extra_fields["codegym_ended"] == "response_length"
+    assert out.extra_fields["codegym_tool_calls"] == 1  # Echo ran; its 400 characters did not fit
+    assert out.response_ids == manager.calls[0].token_ids and set(out.response_mask) == {1}
+
+
+async def test_a_tool_over_the_sandbox_time_limit_is_a_tool_error(trainer_config: Any, tokenizer: Any) -> None:
+    manager = ScriptedServerManager(tokenizer, [hermes_call("Sleep", {"seconds": 5}), hermes_call("Read"),
+                                                hermes_call("Done", {"answer": 42})])
+    out = await make_loop(trainer_config, manager, tokenizer).run({}, **row("probe", "t2"))
+    extra = out.extra_fields
+    assert extra["codegym_tool_errors"] == 1 and extra["codegym_ended"] == "done" and out.reward_score == 1.0
+    assert "Error" in response_text(tokenizer, out, 0)
+
+
+async def test_a_server_that_times_out_is_recorded_and_left_to_the_fallback(trainer_config: Any,
+                                                                           tokenizer: Any) -> None:
+    manager = ScriptedServerManager(tokenizer, [hermes_call("Read"), hermes_call("Sleep", {"seconds": 0.8})])
+    loop = make_loop(trainer_config, manager, tokenizer, call_timeout_s=0.3)
+    out = await loop.run({}, **row("probe", "t0"))
+    extra = out.extra_fields
+    assert extra["codegym_ended"] == "server_error" and "Sleep" in extra["codegym_error"]
+    assert out.reward_score is None  # no verdict: veRL's reward function scores this row
+    assert extra["reward_extra_info"]["codegym_scored_by"] == "pending"
+    assert out.response_mask[-1] == 1 and len(manager.calls) == 2
+    fallback = compute_score("codegym", tokenizer.decode(out.response_ids, skip_special_tokens=True), "7", extra)
+    assert fallback["score"] == 0.0 and fallback["codegym_server_error"] == 1
+
+
+async def test_unreachable_server_and_unknown_gym(trainer_config: Any, tokenizer: Any) -> None:
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{s.getsockname()[1]}"
+    manager = ScriptedServerManager(tokenizer, [])
+    out = await make_loop(trainer_config, manager, tokenizer, servers=[dead], call_timeout_s=2).run({}, **row())
+    assert out.extra_fields["codegym_ended"] == "server_error" and out.reward_score is None
+    assert out.response_ids == [] and manager.calls == []
+
+    out = await make_loop(trainer_config, manager, tokenizer).run({}, **row(gym="no_such_gym"))
+    assert out.extra_fields["codegym_ended"] == "server_error" and "no_such_gym" in out.extra_fields["codegym_error"]
+
+
+async def test_text_answer_without_a_tool_call_ends_the_episode(trainer_config: Any, tokenizer: Any) -> None:
+    manager = ScriptedServerManager(tokenizer, ["The answer is 7."])
+    out = await make_loop(trainer_config, manager, tokenizer).run({}, **row())
+    assert out.extra_fields["codegym_ended"] == "no_tool_call" and out.reward_score == 0.0
+
+
+async def test_bad_settings_and_rows_fail_clearly(trainer_config: Any, tokenizer: Any) -> None:
+    manager = ScriptedServerManager(tokenizer, [])
+    with pytest.raises(SettingsError, match="max_tool_calls"):
+        make_loop(trainer_config, manager, tokenizer, max_tool_calls=0)
+    with pytest.raises(SettingsError, match="no_such_setting"):
+        make_loop(trainer_config, manager, tokenizer, no_such_setting=1)
+    with pytest.raises(SettingsError, match="Unknown tool parser"):
+        make_loop(trainer_config, manager, tokenizer, tool_parser="smoke-signals")
+    with pytest.raises(SettingsError, match="export-verl"):
+        await make_loop(trainer_config, manager, tokenizer).run({}, raw_prompt=[USER], extra_info={})
+
+
+# --- veRL's own worker path: parquet -> RLHFDataset -> AgentLoopWorker -> this loop --------------------------
+async def test_agent_loop_worker_runs_exported_rows(trainer_config: Any, bank_path: Path, workdir: Path) -> None:
+    report = export(ExportOptions(bank=bank_path, out=workdir / "data", gyms=["probe"], include_unverified=True,
+                                  val_fraction=0.0))
+    assert report.train_rows == 3
+    assert _agent_loop_registry[AGENT_NAME]["_target_"] == "rl.agent_loop.CodeGymAgentLoop"
+
+    worker = AgentLoopWorker(trainer_config, llm_client=None)  # builds the tokenizer from the model folder
+    worker.llm_client = manager = ScriptedServerManager(worker.tokenizer, [hermes_call("Read"),
+                                                                           hermes_call("Done", {"answer": 11})])
+    dataset = RLHFDataset(report.train_file, worker.tokenizer, trainer_config.data)
+    batch = DataProto.from_single_dict(collate_fn([dataset[i] for i in range(len(dataset))]))
+    out = await worker.generate_sequences(batch)
+
+    answers = [json.loads(r["ground_truth"]) for r in batch.non_tensor_batch["reward_model"]]
+    expected = [1.0 if a == 11 else 0.0 for a in answers]
+    assert sorted(expected) == [0.0, 0.0, 1.0]
+    scores, mask, attention = out.batch["rm_scores"], out.batch["response_mask"], out.batch["attention_mask"]
+    prompt_width = out.batch["prompts"].shape[1]
+    for i, want in enumerate(expected):
+        last = int(attention[i, prompt_width:].sum()) - 1  # the last response token
+        assert scores[i, last].item() == want and scores[i].sum().item() == want  # reward on that token only
+        assert mask[i, last].item() == 1  # ... which the model generated
+    assert list(out.non_tensor_batch["codegym_ended"]) == ["done"] * 3
+    assert list(out.non_tensor_batch["__num_turns__"]) == [4, 4, 4]
+    assert out.meta_info["reward_extra_keys"][:2] == ["score", "acc"]
+    assert len(manager.calls) == 6
