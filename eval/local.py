@@ -13,7 +13,6 @@ the server.
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from pathlib import Path
@@ -60,7 +59,7 @@ class LocalServer:
         import uvicorn
 
         from mcp_gyms.bank import Bank
-        from mcp_gyms.server import HttpService
+        from mcp_gyms.server import HttpService, bind_socket, uvicorn_config
 
         bank = Bank.open(self.bank_path)
         missing = [g for g in self.gyms or () if g not in bank]
@@ -69,15 +68,9 @@ class LocalServer:
             raise LocalServerError(f"no gym {', '.join(map(repr, missing))} in bank {bank.root} (gyms: {known})")
         service = HttpService(bank, gyms=self.gyms, workers=self.workers,
                               max_episodes=self.max_episodes, host="127.0.0.1")
-        # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY on accepted connections only when the listening
-        # socket's proto says TCP; with proto 0, Nagle + delayed ACKs add ~40 ms to every request.
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", 0))
+        sock = bind_socket("127.0.0.1", 0)
         self.port = sock.getsockname()[1]
-        config = uvicorn.Config(service.app(), log_level="warning", lifespan="on", ws="none",
-                                timeout_graceful_shutdown=5)
-        self._server = uvicorn.Server(config)
+        self._server = uvicorn.Server(uvicorn_config(service))
 
         def serve() -> None:
             try:

@@ -92,9 +92,25 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 # --- demo -------------------------------------------------------------------------------------
 def cmd_demo(args: argparse.Namespace) -> int:
-    from .demo import run_demo
+    """The main job end to end, offline: synthesis by replay, verification, the oracle over MCP."""
+    from eval.cli import demo_table
+    from synthesis import pipeline
 
-    return run_demo(args)
+    out = Path(args.out)
+    bank = str(Bank.open(args.bank).root)
+    print("== 1/3  synthesis: bundled problems -> verified gyms (offline replay of recorded LLM answers)", flush=True)
+    synth = argparse.ArgumentParser(prog="codegym synth")
+    pipeline.add_arguments(synth)
+    synth_status = pipeline.run(synth.parse_args(["bundled", "--replay", "bundled", "--out", str(out / "synth-bank"),
+                                                  "--quiet"]))
+    print(f"\n== 2/3  verification of the bank at {bank}", flush=True)
+    verify_status = cmd_verify(argparse.Namespace(paths=[bank], json=False, write=False, into=None, workers=None))
+    print("\n== 3/3  every task played by the verified oracle over MCP (local streamable HTTP server)", flush=True)
+    eval_status = demo_table(bank, out=out / "oracle-eval")
+    failed = [name for name, status in (("synthesis", synth_status), ("verification", verify_status),
+                                        ("oracle evaluation", eval_status)) if status]
+    print(f"\ndemo {'FAILED: ' + ', '.join(failed) if failed else 'OK'} (outputs in {out})")
+    return 1 if failed else 0
 
 
 # --- commands that live in other packages -----------------------------------------------------
@@ -152,8 +168,9 @@ def build_parser(selected: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=None, help="sandbox worker processes (default: CPU count)")
     p.set_defaults(func=cmd_verify)
 
-    p = sub.add_parser("demo", help="verify the bundled bank and play every task with the oracle over MCP")
+    p = sub.add_parser("demo", help="synthesis by replay, verification, and the oracle over MCP, end to end")
     _bank_arg(p)
+    p.add_argument("--out", default="runs/demo", help="where the demo writes its outputs (default: runs/demo)")
     p.set_defaults(func=cmd_demo)
 
     for name in LAZY_COMMANDS:

@@ -38,6 +38,7 @@ from typing import Any, Literal
 
 import anyio
 import mcp_types as types
+import uvicorn
 from mcp.server import Server, ServerRequestContext
 from mcp.server.stdio import stdio_server
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
@@ -697,7 +698,20 @@ class HttpService:
         return BearerAuth(app, self.token) if self.token else app
 
 
-def _bind(host: str, port: int) -> socket.socket:
+#: Seconds the server keeps an idle keep-alive connection. Longer than clients keep theirs (httpx: 5 s),
+#: so a client never sends a request on a connection the server is closing at that moment (which
+#: would fail a tool call that can't be retried: it may have run).
+KEEP_ALIVE_S = 75
+
+
+def uvicorn_config(service: HttpService, log_level: str = "warning") -> uvicorn.Config:
+    """The uvicorn settings every HTTP gym server uses (``codegym serve --http``, eval's local server)."""
+    return uvicorn.Config(service.app(), log_level=log_level, timeout_graceful_shutdown=5, lifespan="on", ws="none",
+                          timeout_keep_alive=KEEP_ALIVE_S)
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """A listening TCP socket for a gym server (port 0: any free port)."""
     family = socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET
     # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY on accepted connections only when the listening
     # socket says TCP; without it every HTTP response waits ~40 ms for Nagle + delayed ACK.
@@ -711,9 +725,8 @@ def _bind(host: str, port: int) -> socket.socket:
 
 def serve_http(service: HttpService, port: int, *, log_level: str = "warning") -> None:
     """Run ``service`` under uvicorn until SIGINT/SIGTERM (graceful: see :class:`HttpService`)."""
-    import uvicorn
 
-    sock = _bind(service.host, port)
+    sock = bind_socket(service.host, port)
     host, bound = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
     count = len(service.gyms) if service.gyms is not None else len(service.bank)
@@ -721,9 +734,7 @@ def serve_http(service: HttpService, port: int, *, log_level: str = "warning") -
         f"codegym: serving {count} gym(s) on http://{shown}:{bound}/gyms/{{gym_id}}/mcp "
         f"(health: /healthz, metrics: /metrics){' with a bearer token' if service.token else ''}",
         file=sys.stderr, flush=True)
-    config = uvicorn.Config(service.app(), log_level=log_level, timeout_graceful_shutdown=5, lifespan="on",
-                            ws="none")
-    uvicorn.Server(config).run(sockets=[sock])
+    uvicorn.Server(uvicorn_config(service, log_level)).run(sockets=[sock])
 
 
 # --- the `codegym serve` command ---------------------------------------------------------------------

@@ -23,7 +23,7 @@ import uvicorn
 from conftest import gym_code
 
 from mcp_gyms.bank import Bank, GymRecord, Provenance, TaskRecord, default_bank_path
-from mcp_gyms.server import HttpService, _bind
+from mcp_gyms.server import HttpService, bind_socket
 
 SERVER = [sys.executable, "-m", "mcp_gyms.server"]
 REPO = Path(__file__).resolve().parent.parent
@@ -32,7 +32,7 @@ REPO = Path(__file__).resolve().parent.parent
 @contextlib.asynccontextmanager
 async def running_http(service: HttpService) -> AsyncIterator[str]:
     """Serve ``service`` with uvicorn on a free loopback port; yield the base URL; stop gracefully."""
-    sock = _bind("127.0.0.1", 0)
+    sock = bind_socket("127.0.0.1", 0)
     server = uvicorn.Server(uvicorn.Config(service.app(), log_level="warning", timeout_graceful_shutdown=3,
                                            lifespan="on"))
     async with anyio.create_task_group() as tg:
