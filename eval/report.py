@@ -15,14 +15,16 @@ and can be rebuilt with :func:`write_reports` (``codegym eval report DIR`` does 
 
 from __future__ import annotations
 
+import io
 import json
 import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import IO, Any
 
 from pydantic import ValidationError
+
+from mcp_gyms.files import atomic_write
 
 from .metrics import Summary, group_summaries, summarise
 from .records import EpisodeRecord
@@ -30,8 +32,6 @@ from .records import EpisodeRecord
 __all__ = [
     "DIFFICULTY_ORDER",
     "TrajectoryWriter",
-    "atomic_write_bytes",
-    "atomic_write_text",
     "build_results",
     "read_trajectories",
     "render_markdown",
@@ -41,30 +41,8 @@ __all__ = [
 ]
 
 DIFFICULTY_ORDER = ("easy", "medium", "hard")
-_UMASK = os.umask(0o022)
-os.umask(_UMASK)  # read once, at import (single-threaded): files get the usual 0o666 & ~umask
 RESULTS_FORMAT = "codegym-eval-results/1"
 TRAJECTORIES = "trajectories.jsonl"
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (temp file + ``os.replace``)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o666 & ~_UMASK)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 class TrajectoryWriter:
@@ -263,16 +241,12 @@ def write_plot(records: Sequence[EpisodeRecord], path: Path, title: str = "") ->
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
-    os.close(fd)
+    png = io.BytesIO()
     try:
-        fig.savefig(tmp, dpi=100)
-        os.chmod(tmp, 0o666 & ~_UMASK)
-        os.replace(tmp, path)
+        fig.savefig(png, format="png", dpi=100)
     finally:
         plt.close(fig)
-        Path(tmp).unlink(missing_ok=True)
+    atomic_write(path, png.getvalue())
     return True
 
 
@@ -282,6 +256,6 @@ def write_reports(out_dir: Path, records: Sequence[EpisodeRecord], config: dict[
     results = build_results(records, config, **timing)
     label = f"{config.get('policy', '')}" + (f" / {config['model']}" if config.get("model") else "")
     plotted = write_plot(records, out_dir / "report.png", label)
-    atomic_write_text(out_dir / "results.json", json.dumps(results, indent=1) + "\n")
-    atomic_write_text(out_dir / "report.md", render_markdown(records, results, "report.png" if plotted else None))
+    atomic_write(out_dir / "results.json", json.dumps(results, indent=1) + "\n")
+    atomic_write(out_dir / "report.md", render_markdown(records, results, "report.png" if plotted else None))
     return results

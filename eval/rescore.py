@@ -23,10 +23,12 @@ from typing import Any
 import anyio
 from pydantic import BaseModel, Field
 
+from mcp_gyms.files import atomic_write
+
 from .gyms import GymAccess, McpGymAccess, ServerError
 from .local import LocalServer
 from .records import EpisodeRecord
-from .report import atomic_write_text, read_trajectories
+from .report import read_trajectories
 
 __all__ = ["EpisodeCheck", "RescoreReport", "rescore", "run_rescore"]
 
@@ -137,5 +139,5 @@ def run_rescore(path: Path, *, bank: str | None = None, server: str | None = Non
         with LocalServer(bank, gyms=gyms or None, workers=workers) as local:
             report = anyio.run(_run, path, local.url, None, concurrency)
     target = out if out is not None else (path if path.is_dir() else path.parent) / "rescore.json"
-    atomic_write_text(target, json.dumps(report.model_dump(mode="json"), indent=1) + "\n")
+    atomic_write(target, json.dumps(report.model_dump(mode="json"), indent=1) + "\n")
     return report

@@ -20,7 +20,6 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -30,6 +29,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .files import atomic_write
 
 __all__ = [
     "BANK_FORMAT",
@@ -140,18 +141,6 @@ def default_bank_path() -> Path:
 
 def _now() -> str:
     return datetime.now(timezone.utc).replace(microsecond=0).isoformat()
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _validation_problem(exc: ValidationError) -> str:
@@ -276,9 +265,9 @@ class Bank:
             raise BankError(f"gym {record.id!r}: duplicate task ids {dupes[:5]}")
         record = record.model_copy(update={"code_sha256": hashlib.sha256(code.encode()).hexdigest()})
         folder = self.gym_dir(record.id)
-        _atomic_write(folder / record.code_file, code)
-        _atomic_write(folder / "tasks.jsonl", "".join(t.model_dump_json() + "\n" for t in tasks))
-        _atomic_write(folder / "gym.json", record.model_dump_json(indent=2) + "\n")
+        atomic_write(folder / record.code_file, code)
+        atomic_write(folder / "tasks.jsonl", "".join(t.model_dump_json() + "\n" for t in tasks))
+        atomic_write(folder / "gym.json", record.model_dump_json(indent=2) + "\n")
         self._records[record.id] = record
         self._tasks[record.id] = tasks
         self._by_id[record.id] = summarise(record, tasks)
@@ -309,7 +298,7 @@ class Bank:
 
     def write_index(self) -> None:
         self.index = BankIndex(name=self.index.name, updated_at=_now(), gyms=list(self._by_id.values()))
-        _atomic_write(self.root / "bank.json", self.index.model_dump_json(indent=1) + "\n")
+        atomic_write(self.root / "bank.json", self.index.model_dump_json(indent=1) + "\n")
 
     @cached_property
     def digest(self) -> str:

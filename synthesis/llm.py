@@ -26,13 +26,14 @@ import json
 import os
 import random
 import re
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import anyio
 from pydantic import BaseModel, ConfigDict, Field
+
+from mcp_gyms.files import atomic_write
 
 __all__ = ["CacheMiss", "LLMClient", "LLMConfig", "LLMError", "ResponseCache", "Sampling", "Usage", "strip_think"]
 
@@ -117,18 +118,6 @@ def strip_think(text: str) -> str:
     return text.strip()
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _model_dir(model: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.\-]+", "_", model).strip("_") or "model"
 
@@ -159,7 +148,7 @@ class ResponseCache:
         return entry if isinstance(entry, dict) and isinstance(entry.get("choices"), list) else None
 
     def put(self, model: str, key: str, entry: dict[str, Any]) -> None:
-        _atomic_write(self.path(model, key), json.dumps(entry, ensure_ascii=False, indent=1) + "\n")
+        atomic_write(self.path(model, key), json.dumps(entry, ensure_ascii=False, indent=1) + "\n")
 
     def models(self) -> list[str]:
         """Model folders present in the cache (for replay without ``--model``)."""

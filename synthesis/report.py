@@ -7,13 +7,13 @@ writes ``report.json``, ``report.md`` and (when matplotlib is installed) ``repor
 from __future__ import annotations
 
 import io
-import os
-import tempfile
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field
+
+from mcp_gyms.files import atomic_write
 
 from .state import STAGE_TITLES, ProblemState
 
@@ -122,18 +122,6 @@ def build_report(source: str, model: str | None, states: list[ProblemState | Non
     )
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def render_markdown(report: SynthReport) -> str:
     """The report as Markdown: yield table, drop reasons, histograms, per-problem verdicts."""
     out = [f"# Synthesis report: {report.source}", ""]
@@ -206,6 +194,6 @@ def write_report(report: SynthReport, folder: Path) -> list[Path]:
                        ("report.md", render_markdown(report).encode()),
                        ("report.png", render_png(report))):
         if data is not None:
-            _atomic_write(folder / name, data)
+            atomic_write(folder / name, data)
             written.append(folder / name)
     return written

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from mcp_gyms.bank import GymRecord, TaskRecord
+from mcp_gyms.files import atomic_write
 
 from .extract import GymDraft
 
@@ -102,20 +102,6 @@ class ProblemState(_Model):
         return self.dropped is None and self.record is not None and "verify" in self.results
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 class StateStore:
     """Per-problem state files under ``root`` (``root/<gym_id>.json``)."""
 
@@ -143,4 +129,4 @@ class StateStore:
         return len(stale)
 
     def save(self, state: ProblemState) -> None:
-        _atomic_write(self.path(state.gym_id), state.model_dump_json(indent=1) + "\n")
+        atomic_write(self.path(state.gym_id), state.model_dump_json(indent=1) + "\n")
