@@ -22,7 +22,7 @@ import anyio
 import httpx2
 
 from mcp_gyms.client import ConnectionLost, EpisodeRequestError, GymClientError, connect
-from mcp_gyms.protocol import EpisodeInfo, OraclePlan
+from mcp_gyms.protocol import EpisodeInfo, OraclePlan, StepOutcome
 
 __all__ = ["EpisodeSession", "GymAccess", "GymEntry", "McpGymAccess", "ServerError", "StepReply", "TaskEntry"]
 
@@ -60,17 +60,8 @@ class GymEntry:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
-class StepReply:
-    """The outcome of one tool call (the tool result's ``structuredContent``)."""
-
-    observation: str
-    reward: float = 0.0
-    done: bool = False
-    terminated: bool = False
-    truncated: bool = False
-    steps: int = 0
-    error: str | None = None
+#: The outcome of one tool call: the tool result's ``structuredContent``, as the client parses it.
+StepReply = StepOutcome
 
 
 class EpisodeSession(Protocol):
@@ -110,8 +101,7 @@ class _McpSession:
             out = await self._episode.call(name, arguments)
         except GymClientError as exc:
             raise ServerError(f"tool call {name!r} failed on the gym server: {exc}") from None
-        return StepReply(observation=out.observation, reward=out.reward, done=out.done, terminated=out.terminated,
-                         truncated=out.truncated, steps=out.steps, error=out.error)
+        return out
 
     async def oracle(self) -> OraclePlan:
         try:
