@@ -28,6 +28,7 @@ import ctypes
 import os
 import platform
 import resource
+import stat
 import struct
 import sys
 from collections.abc import Callable, Iterable
@@ -37,6 +38,9 @@ __all__ = ["harden", "JailReport"]
 
 # --- seccomp ----------------------------------------------------------------------------------
 _PR_SET_PDEATHSIG = 1
+_PR_SET_DUMPABLE = 4
+_PR_CAPBSET_DROP = 24
+_LINUX_CAPABILITY_VERSION_3 = 0x20080522
 _PR_SET_NO_NEW_PRIVS = 38
 _PR_SET_SECCOMP = 22
 _SECCOMP_MODE_FILTER = 2
@@ -59,17 +63,44 @@ _ARCH = {
         0xC000003E,
         {"socket": 41, "socketpair": 53, "connect": 42, "bind": 49, "listen": 50, "accept": 43, "accept4": 288,
          "fork": 57, "vfork": 58, "execve": 59, "execveat": 322, "clone": 56, "clone3": 435, "ptrace": 101,
-         "kill": 62, "tkill": 200, "tgkill": 234, "unshare": 272, "setns": 308, "mount": 165},
+         "kill": 62, "tkill": 200, "tgkill": 234, "unshare": 272, "setns": 308, "mount": 165,
+         "rt_sigqueueinfo": 129, "rt_tgsigqueueinfo": 297, "process_vm_readv": 310, "process_vm_writev": 311,
+         "mknod": 133, "mknodat": 259, "bpf": 321, "perf_event_open": 298, "userfaultfd": 323, "keyctl": 250,
+         "add_key": 248, "request_key": 249, "chroot": 161, "pivot_root": 155, "umount2": 166, "setuid": 105,
+         "setgid": 106, "setreuid": 113, "setregid": 114, "setresuid": 117, "setresgid": 119,
+         "name_to_handle_at": 303, "open_by_handle_at": 304, "kexec_load": 246, "init_module": 175,
+         "finit_module": 313, "delete_module": 176},
     ),
     "aarch64": (
         0xC00000B7,
         {"socket": 198, "socketpair": 199, "connect": 203, "bind": 200, "listen": 201, "accept": 202,
          "accept4": 242, "execve": 221, "execveat": 281, "clone": 220, "clone3": 435, "ptrace": 117,
-         "kill": 129, "tkill": 130, "tgkill": 131, "unshare": 97, "setns": 268, "mount": 40},
+         "kill": 129, "tkill": 130, "tgkill": 131, "unshare": 97, "setns": 268, "mount": 40,
+         "rt_sigqueueinfo": 138, "rt_tgsigqueueinfo": 240, "process_vm_readv": 270, "process_vm_writev": 271,
+         "mknodat": 33, "bpf": 280, "perf_event_open": 241, "userfaultfd": 282, "keyctl": 219, "add_key": 217,
+         "request_key": 218, "chroot": 51, "pivot_root": 41, "umount2": 39, "setuid": 146, "setgid": 144,
+         "setreuid": 145, "setregid": 143, "setresuid": 147, "setresgid": 149, "name_to_handle_at": 264,
+         "open_by_handle_at": 265, "kexec_load": 104, "init_module": 105, "finit_module": 273,
+         "delete_module": 106},
     ),
 }
+# New syscalls share one number on every architecture.
+_COMMON = {"pidfd_open": 434, "pidfd_send_signal": 424, "pidfd_getfd": 438, "io_uring_setup": 425,
+           "io_uring_enter": 426, "io_uring_register": 427, "open_tree": 428, "move_mount": 429, "fsopen": 430,
+           "fsconfig": 431, "fsmount": 432, "fspick": 433, "landlock_create_ruleset": 444}
 _DENY = ("socket", "socketpair", "connect", "bind", "listen", "accept", "accept4", "fork", "vfork", "execve",
-         "execveat", "clone3", "ptrace", "unshare", "setns", "mount")
+         "execveat", "clone3", "ptrace", "unshare", "setns", "mount", "umount2", "chroot", "pivot_root",
+         # signals by other routes than kill(2) (pidfds, queued signals), other processes' memory
+         "pidfd_open", "pidfd_send_signal", "pidfd_getfd", "rt_sigqueueinfo", "rt_tgsigqueueinfo",
+         "process_vm_readv", "process_vm_writev",
+         # device nodes and FIFOs anywhere, kernel attack surface the worker never needs
+         "mknod", "mknodat", "bpf", "perf_event_open", "userfaultfd", "keyctl", "add_key", "request_key",
+         "io_uring_setup", "io_uring_enter", "io_uring_register", "open_tree", "move_mount", "fsopen", "fsconfig",
+         "fsmount", "fspick", "name_to_handle_at", "open_by_handle_at", "kexec_load", "init_module",
+         "finit_module", "delete_module",
+         # identity changes (the worker drops to an unprivileged user before the filter goes on)
+         "setuid", "setgid", "setreuid", "setregid", "setresuid", "setresgid")
+_X32_BIT = 0x40000000
 
 
 def _bpf(code: int, jt: int, jf: int, k: int) -> bytes:
@@ -80,11 +111,14 @@ def _seccomp_program(audit_arch: int, numbers: dict[str, int], own_pid: int) -> 
     """deny-list filter: the listed syscalls -> EPERM; clone without CLONE_THREAD -> EPERM;
     kill/tkill/tgkill aimed at anyone but this process -> EPERM; everything else allowed."""
     deny = _SECCOMP_RET_ERRNO | _EPERM
+    numbers = {**_COMMON, **numbers}
     prog = [
         _bpf(_LD_W_ABS, 0, 0, 4),  # seccomp_data.arch
         _bpf(_JEQ_K, 1, 0, audit_arch),
-        _bpf(_RET_K, 0, 0, deny),  # unknown arch (e.g. x32 tricks): refuse
+        _bpf(_RET_K, 0, 0, deny),  # another ABI (e.g. 32-bit compat): refuse
         _bpf(_LD_W_ABS, 0, 0, 0),  # seccomp_data.nr
+        _bpf(_JSET_K, 0, 1, _X32_BIT),  # x32 syscalls carry the same arch with this bit set: refuse
+        _bpf(_RET_K, 0, 0, deny),
     ]
     for name in _DENY:
         if name in numbers:
@@ -238,6 +272,62 @@ def _make_hook(tmpdir: str, read_roots: tuple[str, ...], trusted: list[bool]) ->
     return hook
 
 
+_UNPRIVILEGED = 65534  # "nobody"
+_MAX_OPEN_FILES = 64
+
+
+def _readable_by_anyone(path: str) -> bool:
+    """Whether every folder down to ``path`` lets other users through (so "nobody" can import)."""
+    path = os.path.realpath(path)
+    while True:
+        try:
+            if not os.stat(path).st_mode & stat.S_IXOTH:
+                return False
+        except OSError:
+            return False
+        parent = os.path.dirname(path)
+        if parent == path:
+            return True
+        path = parent
+
+
+def _drop_capabilities(libc: Any) -> None:
+    for cap in range(64):  # the bounding set first, so nothing can be regained
+        libc.prctl(_PR_CAPBSET_DROP, cap, 0, 0, 0)
+
+    class Header(ctypes.Structure):
+        _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+    class Data(ctypes.Structure):
+        _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
+
+    if libc.capset(ctypes.byref(Header(_LINUX_CAPABILITY_VERSION_3, 0)), (Data * 2)()) != 0:
+        raise OSError(ctypes.get_errno(), "capset failed")
+
+
+def _drop_privileges(libc: Any, tmpdir: str) -> str:
+    """As root: become the unprivileged user "nobody" when the Python installation is readable by
+    anyone (the kernel then refuses every file the user doesn't own or can't read), else stay uid 0
+    with every capability dropped (no CAP_SYS_PTRACE, CAP_DAC_OVERRIDE, ...). Either way the host is
+    non-dumpable (see :func:`protect_host`), so its /proc files stay closed to the worker."""
+    if os.geteuid() != 0:
+        return f"uid {os.geteuid()} (not root: unchanged)"
+    if all(_readable_by_anyone(p) for p in (sys.base_prefix, sys.prefix, os.path.dirname(__file__))):
+        os.chown(tmpdir, _UNPRIVILEGED, _UNPRIVILEGED)
+        os.setgroups([])
+        os.setgid(_UNPRIVILEGED)
+        os.setuid(_UNPRIVILEGED)  # also clears every capability
+        return f"uid {_UNPRIVILEGED} (nobody)"
+    _drop_capabilities(libc)
+    return "uid 0 without capabilities (the Python installation is not readable by other users)"
+
+
+def protect_host() -> None:
+    """Make the calling (host) process non-dumpable: its /proc/<pid>/environ, mem, maps... then need
+    CAP_SYS_PTRACE, which no worker has. Called by the sandbox pool before it starts workers."""
+    _libc().prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0)
+
+
 # --- the whole lockdown -----------------------------------------------------------------------
 def harden(tmpdir: str, memory_mb: int, preload: Iterable[str] = ()) -> tuple[JailReport, list[bool]]:
     """Lock this process down. Call once, after the worker's own imports, before any gym code.
@@ -247,7 +337,6 @@ def harden(tmpdir: str, memory_mb: int, preload: Iterable[str] = ()) -> tuple[Ja
     """
     report = JailReport()
     libc = _libc()
-    libc.prctl(_PR_SET_PDEATHSIG, 9, 0, 0, 0)
     for module in preload:  # modules gym code commonly uses, imported while reads are unrestricted
         try:
             __import__(module)
@@ -261,7 +350,10 @@ def harden(tmpdir: str, memory_mb: int, preload: Iterable[str] = ()) -> tuple[Ja
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024 * 1024, 64 * 1024 * 1024))
+    resource.setrlimit(resource.RLIMIT_NOFILE, (_MAX_OPEN_FILES, _MAX_OPEN_FILES))
     report["memory_limit_mb"] = memory_mb
+    report["user"] = _drop_privileges(libc, tmpdir)
+    libc.prctl(_PR_SET_PDEATHSIG, 9, 0, 0, 0)  # after the uid change, which clears it
     report["seccomp"] = _install_seccomp(libc)
     os.chdir(tmpdir)
     for key in list(os.environ):
@@ -271,9 +363,13 @@ def harden(tmpdir: str, memory_mb: int, preload: Iterable[str] = ()) -> tuple[Ja
     for name in list(sys.modules):
         if name.split(".")[0] in _BLOCKED_MODULES:
             del sys.modules[name]
-    read_roots = tuple(
-        sorted({os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix, *sys.path) if p})
-    ) + (os.path.realpath(tmpdir), "/dev/null", "/dev/urandom", "/usr/share/zoneinfo")
+    # reads: the Python installation and its packages, this package, the temp dir; not the project
+    # folder around the package (its .git, .env, data) nor anything else on the machine
+    package = os.path.dirname(os.path.realpath(__file__))
+    project = os.path.dirname(package)
+    roots = {os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix, *sys.path) if p}
+    read_roots = tuple(sorted(roots - {project})) + (
+        package, os.path.realpath(tmpdir), "/dev/null", "/dev/urandom", "/usr/share/zoneinfo")
     trusted = [False]
     sys.addaudithook(_make_hook(os.path.realpath(tmpdir), read_roots, trusted))
     report["audit_hooks"] = "on"

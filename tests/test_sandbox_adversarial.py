@@ -8,6 +8,7 @@ keeps serving.
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -201,9 +202,14 @@ async def test_pool_keeps_serving_after_many_crashes(pool):
 
 
 def test_kernel_layers_hold_without_audit_hooks(tmp_path):
-    """Seccomp (and the network namespace) block escapes even when the Python-level hook is bypassed."""
+    """Seccomp, the dropped privileges and the non-dumpable host block escapes even when the
+    Python-level hook is bypassed."""
+    from mcp_gyms.jail import protect_host
+
+    protect_host()  # as the sandbox pool does in every host process
+    os.environ["CODEGYM_TEST_SECRET"] = "hunter2"
     script = textwrap.dedent(f"""
-        import os, socket, sys
+        import os, signal, socket, sys
         sys.path.insert(0, {str(Path(__file__).resolve().parent.parent)!r})
         from mcp_gyms.jail import harden
         report, trusted = harden({str(tmp_path)!r}, 256)
@@ -213,6 +219,10 @@ def test_kernel_layers_hold_without_audit_hooks(tmp_path):
             ("fork", lambda: os.fork()),
             ("socket", lambda: socket.socket()),
             ("kill_parent", lambda: os.kill(os.getppid(), 0)),
+            ("pidfd_kill_parent", lambda: signal.pidfd_send_signal(os.pidfd_open(os.getppid()), 0)),
+            ("mknod", lambda: os.mkfifo({str(tmp_path / "fifo")!r})),
+            ("parent_environ", lambda: open(f"/proc/{{os.getppid()}}/environ").read()),
+            ("parent_memory", lambda: open(f"/proc/{{os.getppid()}}/mem", "rb").read(1)),
         ]:
             try:
                 attempt()
@@ -226,4 +236,7 @@ def test_kernel_layers_hold_without_audit_hooks(tmp_path):
     results = eval(out.stdout.strip().splitlines()[-1])  # noqa: S307 - our own subprocess's dict literal
     if results["seccomp"] != "on":
         pytest.skip(f"seccomp unavailable here: {results['seccomp']}")
+    del os.environ["CODEGYM_TEST_SECRET"]
     assert results["fork"] == 1 and results["socket"] == 1 and results["kill_parent"] == 1
+    assert results["pidfd_kill_parent"] == 1 and results["mknod"] == 1
+    assert results["parent_environ"] in (1, 13) and results["parent_memory"] in (1, 13), results  # EPERM/EACCES
