@@ -95,7 +95,8 @@ class GymRecord(_Record):
     class_name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     task_text: str = Field(min_length=1, description="what the agent is asked to do (the user prompt)")
     kind: Literal["native", "codegym-v1"] = "native"
-    code_file: str = "gym.py"
+    code_file: str = Field("gym.py", pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*\.py$",
+                           description="a file name inside the gym's folder (no path)")
     code_sha256: str | None = None
     max_steps: int = Field(256, ge=1)
     tools: list[ToolInfo] = Field(default_factory=list)

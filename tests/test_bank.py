@@ -112,3 +112,9 @@ def test_batch_writes_the_index_once(tmp_path, monkeypatch):
         assert not writes
     assert len(writes) == 1
     assert Bank.open(tmp_path / "b").gym_ids == [f"g{i}" for i in range(5)]
+
+
+def test_code_file_cannot_leave_the_gym_folder(tmp_path):
+    with pytest.raises(ValueError, match="code_file"):
+        GymRecord(id="g", title="G", class_name="G", task_text="t", provenance=Provenance(source="x"),
+                  code_file="../../etc/hostname")
