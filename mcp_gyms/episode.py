@@ -9,13 +9,16 @@ locally. Rules, for every call, whoever makes it (agent or oracle):
 - A bad call — unknown tool, missing/extra/wrong-typed argument, a tool raising (``SystemExit``
   included), a result too large or not JSON-serialisable — returns an error observation that names
   the problem, and the gym's state is exactly what it was before the call (*trial then overwrite*:
-  the state is snapshotted before the call and restored on any failure).
+  the state is snapshotted before the call and restored on any failure, including a new state that
+  cannot be snapshotted). The gym receives its own copy of the task, so tools cannot alter the task
+  the reference answer is computed from.
 - ``Done(answer)`` ends the episode: reward 1 if ``check_answer(answer, reference_answer(task))``,
   else 0. No other call carries a reward.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import pickle
 from dataclasses import asdict, dataclass, field
@@ -84,7 +87,7 @@ class Episode:
     ) -> None:
         self.spec = GymSpec.of(gym_class)
         self.task = task
-        self.gym = gym_class(task, seed)
+        self.gym = gym_class(copy.deepcopy(task), seed)  # the gym's copy: its tools cannot alter the task
         self.max_steps = max_steps or gym_class.max_steps
         self.max_observation_chars = max_observation_chars
         self.steps = 0
@@ -134,11 +137,13 @@ class Episode:
         snapshot = self._snapshot()
         try:
             value = self.gym.observe() if name == OBSERVE else getattr(self.gym, name)(**kwargs)
-            observation = value if isinstance(value, str) else json.dumps(value)
+            # str.__str__ makes a plain str of a str subclass (whose __len__ could lie)
+            observation = str.__str__(value) if isinstance(value, str) else json.dumps(value)
+            self._snapshot()  # the new state must be one that can be saved, or the call is refused
         except MemoryError:
             self._restore(snapshot)
             return self._error(ErrorKind.MEMORY_LIMIT, f"{name} ran out of memory; the state is unchanged")
-        except (Exception, SystemExit) as exc:  # a tool's own error, or a tool trying to exit
+        except BaseException as exc:  # a tool's own error, SystemExit, KeyboardInterrupt, unsavable state...
             self._restore(snapshot)
             return self._error(ErrorKind.TOOL_ERROR, f"{name} failed: {_describe(exc)}; the state is unchanged")
         if len(observation) > self.max_observation_chars:
@@ -154,7 +159,7 @@ class Episode:
         gym_class = self.spec.gym_class
         try:
             correct = bool(gym_class.check_answer(answer, gym_class.reference_answer(self.task)))
-        except (Exception, SystemExit) as exc:
+        except BaseException as exc:  # noqa: BLE001 - gym code may raise anything
             return self._error(ErrorKind.TOOL_ERROR, f"Done could not check the answer: {_describe(exc)}")
         self.terminated = True
         self.reward = 1.0 if correct else 0.0

@@ -205,3 +205,49 @@ def test_unpicklable_state_fails_at_start():
 
     with pytest.raises(TypeError, match="cannot be snapshotted"):
         Episode(Bad, {"target": 1})
+
+
+def test_tricky_failures_still_roll_back():
+    class Tricky(Counter):
+        @tool
+        def Interrupt(self) -> str:
+            """Corrupt the state, then raise KeyboardInterrupt."""
+            self.count = -999
+            raise KeyboardInterrupt
+
+        @tool
+        def Unsavable(self) -> str:
+            """Leave something that cannot be pickled in the state."""
+            self.count = -5
+            self.fn = lambda: 1
+            return "ok"
+
+        @tool
+        def Liar(self) -> str:
+            """Return a huge string whose type lies about its length."""
+
+            class Short(str):
+                def __len__(self) -> int:
+                    return 0
+
+            return Short("x" * 100_000)
+
+        @tool
+        def MutateTask(self, items: list) -> str:
+            """Change the task configuration that setup received."""
+            self.task_seen["target"] = 1000
+            return "mutated"
+
+        def setup(self, task):
+            super().setup(task)
+            self.task_seen = task
+
+    ep = Episode(Tricky, {"target": 5})
+    ep.call("Step", {"by": 1})
+    for name, kind in [("Interrupt", ErrorKind.TOOL_ERROR), ("Unsavable", ErrorKind.TOOL_ERROR),
+                       ("Liar", ErrorKind.OUTPUT_TOO_LARGE)]:
+        result = ep.call(name, {})
+        assert result.error == kind, result.observation
+        assert ep.gym.count == 1 and "fn" not in ep.gym.__dict__
+    assert ep.call("MutateTask", {"items": []}).error is None
+    assert ep.call("Done", {"answer": 10}).reward == 1.0  # the reference answer still sees target 5
