@@ -26,6 +26,8 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from mcp_gyms.protocol import TOKEN_ENV
+
 from .evaluation import EvalConfig, EvalError, run_evaluation
 from .metrics import group_summaries, summarise
 from .records import EpisodeRecord
@@ -34,7 +36,6 @@ from .report import DIFFICULTY_ORDER, read_trajectories, render_table, write_rep
 __all__ = ["add_arguments", "demo_table", "run"]
 
 API_KEY_ENV = "OPENAI_API_KEY"
-TOKEN_ENV = "CODEGYM_TOKEN"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -23,6 +23,8 @@ import zlib
 from abc import ABC, abstractmethod
 from typing import Any
 
+from mcp_gyms.protocol import openai_function_tools
+
 from .chat import ChatModel, ModelFailure
 from .driver import EpisodeDriver
 from .toolcalls import extract_calls
@@ -189,14 +191,6 @@ def render_system_prompt(tools: list[dict[str, Any]], max_steps: int, *, text_fo
     return prompt + (_TEXT_FORMAT_NOTE if text_format else "")
 
 
-def function_tools(tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The gym's tools as OpenAI function tools."""
-    return [{"type": "function", "function": {"name": t["name"], "description": t.get("description") or "",
-                                              "parameters": t.get("input_schema") or {"type": "object",
-                                                                                      "properties": {}}}}
-            for t in tools]
-
-
 class OpenAIPolicy(Policy):
     """A chat model behind an OpenAI-compatible endpoint, playing through tool calls.
 
@@ -228,7 +222,7 @@ class OpenAIPolicy(Policy):
             {"role": "system", "content": render_system_prompt(tools, ep.max_steps, text_format=text_only)},
             {"role": "user", "content": ep.task_text},
         ]
-        fn_tools = None if text_only else function_tools(tools)
+        fn_tools = None if text_only else openai_function_tools(tools)
         for turn in range(self.max_turns):
             try:
                 reply = await self.chat.complete(ep.messages, fn_tools)

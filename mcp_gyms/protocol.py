@@ -39,6 +39,8 @@ import mcp_types as types
 from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
+    "TOKEN_ENV",
+    "openai_function_tools",
     "CONTROL_META_KEY",
     "EPISODE_META_KEY",
     "METHOD_CLOSE",
@@ -60,6 +62,8 @@ __all__ = [
     "StepOutcome",
 ]
 
+#: The environment variable that holds a gym server's bearer token (server and clients).
+TOKEN_ENV = "CODEGYM_TOKEN"
 #: The request ``_meta`` key that carries an episode handle.
 EPISODE_META_KEY = "codegym/episode"
 #: Tool ``_meta`` key marking a session-control tool (not one of the gym's tools).
@@ -203,3 +207,12 @@ class CloseRequest(types.Request[EpisodeParams, Literal["codegym/episodes/close"
 class OracleRequest(types.Request[EpisodeParams, Literal["codegym/oracle"]]):
     method: Literal["codegym/oracle"] = METHOD_ORACLE
     params: EpisodeParams
+
+
+def openai_function_tools(tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Tool listings (``name``, ``description``, ``input_schema``) in OpenAI's function-calling format,
+    the shape chat APIs and chat templates take."""
+    return [{"type": "function", "function": {"name": t["name"], "description": t.get("description") or "",
+                                              "parameters": t.get("input_schema") or {"type": "object",
+                                                                                      "properties": {}}}}
+            for t in tools]

@@ -73,6 +73,7 @@ from .protocol import (
     METHOD_STATUS,
     START_TOOL,
     STEP_OUTPUT_SCHEMA,
+    TOKEN_ENV,
     EpisodeInfo,
     EpisodeParams,
     EpisodeStatus,
@@ -100,7 +101,6 @@ __all__ = [
 #: "process" (stdio: one per process), "session" (HTTP: one per Mcp-Session-Id), None (handles only).
 Handleless = Literal["process", "session"] | None
 
-TOKEN_ENV = "CODEGYM_TOKEN"
 _PROCESS_KEY = "stdio"
 _RAW_ARGUMENTS_KEY = "codegym.internal/raw-arguments"  # set only by the server's own middleware
 _LOOPBACK_HOSTS = ("localhost",)

@@ -49,6 +49,8 @@ from verl.experimental.agent_loop.agent_loop import AgentLoopBase, AgentLoopMetr
 from verl.experimental.agent_loop.tool_parser import FunctionCall, ToolParser
 from verl.tools.schemas import OpenAIFunctionToolSchema
 
+from mcp_gyms.protocol import openai_function_tools
+
 from .gyms import GymEpisode, GymServerError, StepOutcome, server_for
 from .reward import reward_extra_info
 from .settings import AGENT_NAME, EpisodeSpec, LoopSettings, SettingsError
@@ -88,14 +90,6 @@ class _Trajectory:
     ended: str | None = None
     error: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
-
-
-def _openai_tools(tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """MCP tool listings (name, description, input schema) as OpenAI function schemas for the chat template."""
-    return [{"type": "function", "function": {"name": t["name"], "description": t.get("description") or "",
-                                              "parameters": t.get("input_schema") or {"type": "object",
-                                                                                      "properties": {}}}}
-            for t in tools]
 
 
 def _parser_tools(tools: list[dict[str, Any]]) -> list[OpenAIFunctionToolSchema]:
@@ -159,7 +153,7 @@ class CodeGymAgentLoop(AgentLoopBase):
         started = time.perf_counter()
         try:
             server = await server_for(self.settings)
-            tools = _openai_tools(await server.tools(spec.gym))
+            tools = openai_function_tools(await server.tools(spec.gym))
             episode = await server.start(spec)
         except GymServerError as exc:
             t.ended, t.error = "server_error", str(exc)

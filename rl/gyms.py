@@ -34,13 +34,12 @@ from mcp_gyms.client import (
     GymConnection,
     connect,
 )
-from mcp_gyms.protocol import EpisodeStatus, ErrorCode, StepOutcome
+from mcp_gyms.protocol import TOKEN_ENV, EpisodeStatus, ErrorCode, StepOutcome
 
 from .settings import EpisodeSpec, LoopSettings
 
 __all__ = ["GymEpisode", "GymServer", "GymServerError", "StepOutcome", "close_all", "server_for"]
 
-TOKEN_ENV = "CODEGYM_TOKEN"
 
 
 class GymServerError(Exception):
