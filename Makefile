@@ -37,6 +37,10 @@ lint: $(STAMP)
 clean:
 	rm -rf $(VENV) build *.egg-info
 
+# Every benchmark in benchmarks/ (median of 5 runs each; < 15 min on 2 cores); writes benchmarks/RESULTS.md.
+bench: $(STAMP)
+	$(BIN)/python benchmarks/run_all.py
+
 # A second MCP client, written by others, for the serving tests (tests/test_server_fastmcp.py): the
 # fastmcp CLI in a venv of its own inside .venv, so its dependencies never touch the project's.
 FASTMCP := $(VENV)/fastmcp/bin/fastmcp

@@ -27,7 +27,10 @@ Contract:
 - Server-side refusals of the episode methods (unknown task, unknown episode, too many episodes,
   shutting down) raise :class:`EpisodeRequestError` with the JSON-RPC ``code`` and the ``kind``.
 
-One :class:`GymConnection` may be shared by many concurrent episodes (it multiplexes requests).
+One :class:`GymConnection` may be shared by many concurrent episodes (it multiplexes requests). At
+most :data:`MAX_IN_FLIGHT` requests are out at once (one per HTTP connection); the others wait their
+turn here, in order, before they are sent — so a tool call's ``call_timeout`` counts from when it is
+sent, and thousands of waiting episodes cost the HTTP pool nothing (its queue is scanned per request).
 """
 
 from __future__ import annotations
@@ -80,6 +83,8 @@ __all__ = [
 ]
 
 Target = Server[Any] | StdioServerParameters | str | Sequence[str]
+#: Requests a connection has out at once (and HTTP connections it opens).
+MAX_IN_FLIGHT = 64
 T = TypeVar("T")
 _R = TypeVar("_R", bound=BaseModel)
 
@@ -189,9 +194,11 @@ class GymConnection:
         self._lock = anyio.Lock()
         self._tools: list[ToolInfo] | None = None
         self._closed = False
+        self._in_flight: anyio.CapacityLimiter | None = None
 
     # --- connection -----------------------------------------------------------------------------
     async def __aenter__(self) -> GymConnection:
+        self._in_flight = anyio.CapacityLimiter(MAX_IN_FLIGHT)
         self._stack = contextlib.AsyncExitStack()
         await self._stack.__aenter__()
         self._tg = await self._stack.enter_async_context(anyio.create_task_group())
@@ -227,7 +234,8 @@ class GymConnection:
             if self.token:
                 headers["Authorization"] = f"Bearer {self.token}"
             http = httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(30.0, read=self.call_timeout),
-                                      limits=httpx2.Limits(max_connections=256, max_keepalive_connections=64))
+                                      limits=httpx2.Limits(max_connections=MAX_IN_FLIGHT,
+                                                           max_keepalive_connections=MAX_IN_FLIGHT))
             return streamable_http_client(target, http_client=http), http
         if isinstance(target, StdioServerParameters):
             return target, None
@@ -272,6 +280,10 @@ class GymConnection:
                 self._link = await self._tg.start(self._hold)
             return self._link
 
+    def _slot(self) -> anyio.CapacityLimiter | contextlib.nullcontext[None]:
+        """A turn to have a request out (see :data:`MAX_IN_FLIGHT`)."""
+        return self._in_flight if self._in_flight is not None else contextlib.nullcontext()
+
     def _drop(self, link: _Link) -> None:
         link.dead = True
         link.stop.set()
@@ -287,8 +299,9 @@ class GymConnection:
             link: _Link | None = None
             try:
                 link = await self._current()
-                with anyio.fail_after(self.request_timeout):
-                    return await fn(link.client)
+                async with self._slot():
+                    with anyio.fail_after(self.request_timeout):
+                        return await fn(link.client)
             except MCPError as exc:
                 if not _is_connection_error(exc):
                     raise EpisodeRequestError(exc.code, exc.message, _kind(exc)) from None
@@ -371,8 +384,9 @@ class GymConnection:
         link = await self._current()
         meta = {EPISODE_META_KEY: handle} if handle else None
         try:
-            with anyio.fail_after(self.call_timeout) if self.call_timeout else contextlib.nullcontext():
-                result = await link.client.call_tool(name, dict(arguments or {}), meta=meta)  # type: ignore[arg-type]
+            async with self._slot():  # waiting for a turn is not part of the call's timeout: it is not out yet
+                with anyio.fail_after(self.call_timeout) if self.call_timeout else contextlib.nullcontext():
+                    result = await link.client.call_tool(name, dict(arguments or {}), meta=meta)  # type: ignore[arg-type]
         except MCPError as exc:
             if _is_connection_error(exc):
                 self._drop(link)

@@ -10,8 +10,10 @@ Layers, each tested by the adversarial suite (``tests/test_sandbox_adversarial.p
    worker itself fail with ``EPERM`` — whatever Python-level trick reaches them.
 3. **Kernel: network namespace.** Where permitted (root, or unprivileged user namespaces), the worker
    moves into a fresh network namespace with no interfaces at all.
-4. **Resource limits.** Address space (memory), file size, open files, core dumps; a CPU-time limit is
-   re-armed around every call by the worker loop.
+4. **Resource limits.** Address space (memory, shared by the worker's episodes), file size, open
+   files, core dumps; a CPU-time limit is re-armed before every call by the worker loop. Privileges
+   are dropped (uid "nobody" where the Python installation is world-readable, else uid 0 with no
+   capabilities), and the host makes itself non-dumpable, so its /proc files are closed to workers.
 5. **CPython audit hooks.** Clear errors before the kernel says no: process creation, sockets, ctypes,
    threads, rlimit changes, environment changes, writes outside the private temp dir, and reads outside
    the Python installation and the temp dir (so ``/proc/<parent>/environ`` and secret files stay
@@ -69,7 +71,7 @@ _ARCH = {
          "add_key": 248, "request_key": 249, "chroot": 161, "pivot_root": 155, "umount2": 166, "setuid": 105,
          "setgid": 106, "setreuid": 113, "setregid": 114, "setresuid": 117, "setresgid": 119,
          "name_to_handle_at": 303, "open_by_handle_at": 304, "kexec_load": 246, "init_module": 175,
-         "finit_module": 313, "delete_module": 176},
+         "finit_module": 313, "delete_module": 176, "prlimit64": 302},
     ),
     "aarch64": (
         0xC00000B7,
@@ -81,7 +83,7 @@ _ARCH = {
          "request_key": 218, "chroot": 51, "pivot_root": 41, "umount2": 39, "setuid": 146, "setgid": 144,
          "setreuid": 145, "setregid": 143, "setresuid": 147, "setresgid": 149, "name_to_handle_at": 264,
          "open_by_handle_at": 265, "kexec_load": 104, "init_module": 105, "finit_module": 273,
-         "delete_module": 106},
+         "delete_module": 106, "prlimit64": 261},
     ),
 }
 # New syscalls share one number on every architecture.
@@ -131,7 +133,15 @@ def _seccomp_program(audit_arch: int, numbers: dict[str, int], own_pid: int) -> 
         _bpf(_RET_K, 0, 0, deny),
         _bpf(_LD_W_ABS, 0, 0, 0),  # reload nr (the clone branch returns above or falls through to allow)
     ]
-    # signals: only to our own pid (args[0], low word)
+    # signals and other processes' resource limits: only our own pid (args[0], low word; prlimit's 0 = self)
+    prog += [
+        _bpf(_JEQ_K, 0, 5, numbers["prlimit64"]),
+        _bpf(_LD_W_ABS, 0, 0, 16),
+        _bpf(_JEQ_K, 2, 0, 0),
+        _bpf(_JEQ_K, 1, 0, own_pid),
+        _bpf(_RET_K, 0, 0, deny),
+        _bpf(_LD_W_ABS, 0, 0, 0),
+    ]
     for name in ("kill", "tkill", "tgkill"):
         prog += [
             _bpf(_JEQ_K, 0, 4, numbers[name]),
@@ -204,7 +214,6 @@ _BLOCKED_EVENTS = {
     "ctypes.cdata": "raw memory access",
     "ctypes.call_function": "calling native code",
     "_thread.start_new_thread": "starting threads",
-    "resource.setrlimit": "changing resource limits",
     "resource.prlimit": "changing resource limits",
     "os.putenv": "changing the environment",
     "os.unsetenv": "changing the environment",
@@ -234,7 +243,7 @@ def _under(path: str, roots: Iterable[str]) -> bool:
     return any(path == root or path.startswith(root.rstrip("/") + "/") for root in roots)
 
 
-def _make_hook(tmpdir: str, read_roots: tuple[str, ...], trusted: list[bool]) -> Callable[[str, tuple], None]:
+def _make_hook(tmpdir: str, read_roots: tuple[str, ...]) -> Callable[[str, tuple], None]:
     write_roots = (tmpdir,)
     realpath = os.path.realpath
     fspath = os.fsdecode
@@ -251,8 +260,6 @@ def _make_hook(tmpdir: str, read_roots: tuple[str, ...], trusted: list[bool]) ->
             raise SandboxViolation(f"sandbox: reading {resolved} is not allowed")
 
     def hook(event: str, args: tuple) -> None:
-        if trusted[0]:
-            return
         if event in _BLOCKED_EVENTS:
             raise SandboxViolation(f"sandbox: {_BLOCKED_EVENTS[event]} is not allowed ({event})")
         if event == "import":
@@ -329,11 +336,13 @@ def protect_host() -> None:
 
 
 # --- the whole lockdown -----------------------------------------------------------------------
-def harden(tmpdir: str, memory_mb: int, preload: Iterable[str] = ()) -> tuple[JailReport, list[bool]]:
+def harden(tmpdir: str, memory_mb: int, preload: Iterable[str] = (), *, audit_hooks: bool = True) -> JailReport:
     """Lock this process down. Call once, after the worker's own imports, before any gym code.
 
-    Returns the report and the ``trusted`` flag cell: the worker sets ``trusted[0] = True`` around its
-    own privileged steps (re-arming the CPU limit) and back to False before running gym code.
+    Nothing can switch the hooks off again. Every rlimit but the CPU one has hard = soft and no
+    capability is left to raise a hard limit, so gym code can only lower them; the worker moves the CPU
+    soft limit per call, and gym code that raises it back still meets the host's wall-clock kill.
+    ``audit_hooks=False`` leaves the Python-level layer out (to test the kernel layers alone).
     """
     report = JailReport()
     libc = _libc()
@@ -370,7 +379,7 @@ def harden(tmpdir: str, memory_mb: int, preload: Iterable[str] = ()) -> tuple[Ja
     roots = {os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix, *sys.path) if p}
     read_roots = tuple(sorted(roots - {project})) + (
         package, os.path.realpath(tmpdir), "/dev/null", "/dev/urandom", "/usr/share/zoneinfo")
-    trusted = [False]
-    sys.addaudithook(_make_hook(os.path.realpath(tmpdir), read_roots, trusted))
-    report["audit_hooks"] = "on"
-    return report, trusted
+    if audit_hooks:
+        sys.addaudithook(_make_hook(os.path.realpath(tmpdir), read_roots))
+    report["audit_hooks"] = "on" if audit_hooks else "off"
+    return report

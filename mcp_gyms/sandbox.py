@@ -17,6 +17,11 @@ Guarantees, per call:
   ``(task, seed, calls)`` (the contract in :mod:`mcp_gyms.gym`).
 - The host never trusts a worker: it reads length-prefixed JSON only (never pickle), bounds the
   frame size, checks reply ids, and treats anything odd as a dead worker.
+- **Pipelining.** Tool calls of different episodes that wait for the same worker are written to it
+  together and answered one by one, back to back, each under its own limits (the worker re-arms its
+  CPU limit per call; the host gives every reply its own wall-time deadline, counted from the
+  previous reply). If the worker dies during one of them, that call gets the error and the calls
+  queued behind it — which had not started — run on the fresh worker as if they had just arrived.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ import subprocess
 import sys
 import tempfile
 import uuid
+from collections import deque
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -40,6 +46,7 @@ from anyio.abc import Process
 from anyio.streams.buffered import BufferedByteReceiveStream
 
 from .episode import ErrorKind, OracleResult, StepResult, parse_action
+from .jail import protect_host
 
 __all__ = ["GymCode", "SandboxError", "SandboxEpisode", "SandboxLimits", "SandboxPool"]
 
@@ -47,6 +54,8 @@ MAX_FRAME = 64 * 1024 * 1024
 _STARTUP_TIMEOUT_S = 60.0
 _MAX_REPLAY_S = 120.0  # every replayed call once finished within the limit; this only bounds the worst case
 _SLACK_S = 0.5  # IPC allowance on top of a limit; the error still comes within limit + 1 s
+_BATCH_CALLS = 64  # most calls written to a worker in one go
+_BATCH_BYTES = 32 * 1024  # ... and most bytes: well under a pipe's buffer, so writing a batch never blocks
 
 
 @dataclass(frozen=True)
@@ -103,6 +112,26 @@ def _worker_env(tmpdir: str) -> dict[str, str]:
             "PYTHONDONTWRITEBYTECODE": "1"}
 
 
+@dataclass(eq=False)
+class _Call:
+    """A tool call queued for a worker; settled with the worker's ``reply`` or an ``error``."""
+
+    ep: SandboxEpisode
+    tool: str
+    args: str
+    reply: dict[str, Any] | None = None
+    error: Exception | None = None
+
+    @property
+    def settled(self) -> bool:
+        return self.reply is not None or self.error is not None
+
+
+def _frame(msg: dict[str, Any]) -> bytes:
+    data = json.dumps(msg).encode()
+    return struct.pack(">I", len(data)) + data
+
+
 class _Slot:
     """One worker process (restarted on demand) and the episodes it hosts."""
 
@@ -118,8 +147,12 @@ class _Slot:
         self.next_id = 1
         self.tmpdir: str | None = None
         self.hello: dict[str, Any] = {}
+        self.queue: deque[_Call] = deque()  # tool calls waiting for this worker, in arrival order
 
     async def _start(self) -> None:
+        if self.pool._closed:
+            raise SandboxError("the sandbox pool is closed")
+        protect_host()
         self.tmpdir = tempfile.mkdtemp(prefix="codegym-worker-")
         limits = self.pool.limits
         config = {"tmpdir": self.tmpdir, "memory_mb": limits.memory_mb, "cpu_s": limits.cpu,
@@ -265,16 +298,97 @@ class _Slot:
                 await self._ensure_episode(ep)
 
     async def call_episode(self, ep: SandboxEpisode, tool: str, args: str) -> dict[str, Any]:
-        """Run one call of ``ep``, first rebuilding it here if its worker was replaced."""
-        async with self.lock:
+        """Run one call of ``ep`` (rebuilding the episode here first if its worker was replaced).
+
+        The call joins the queue; whoever holds the lock writes every queued call to the worker in one
+        go and reads the replies. A caller cancelled before its call was written takes it back out of
+        the queue (nothing ran); once written, the call completes (or fails clearly) first, as an
+        exchange always does. Raises :class:`_WorkerLost` or :class:`SandboxError` for its own call."""
+        call = _Call(ep, tool, args)
+        self.queue.append(call)
+        try:
+            async with self.lock:
+                with anyio.CancelScope(shield=True):
+                    while not call.settled:
+                        await self._run_queued()
+        except anyio.get_cancelled_exc_class():
+            if call in self.queue:  # never written: as if it had not been made
+                self.queue.remove(call)
+                raise
             with anyio.CancelScope(shield=True):
-                await self._check_alive()
-                await self._ensure_episode(ep)
-                reply = await self._exchange({"op": "call", "ep": ep.id, "tool": tool, "args": args},
-                                             self.pool.limits.time_s)
-                if reply.get("restart"):
-                    ep._generation = -1  # this worker is gone; rebuild on the next call
-                return reply
+                async with self.lock:  # the holder settles its whole batch before it lets go
+                    pass
+            if not call.settled:
+                raise
+        if call.error is not None:
+            raise call.error
+        assert call.reply is not None
+        return call.reply
+
+    def _take_batch(self) -> list[_Call]:
+        batch, size = [], 0
+        while self.queue and len(batch) < _BATCH_CALLS:
+            size += len(self.queue[0].args) + len(self.queue[0].tool) + 128
+            if batch and size > _BATCH_BYTES:
+                break
+            batch.append(self.queue.popleft())
+        return batch
+
+    async def _run_queued(self) -> None:
+        """Run the calls at the head of the queue (caller holds the lock, shielded)."""
+        pending = self._take_batch()
+        while pending:
+            await self._check_alive()
+            ready: list[_Call] = []
+            for call in pending:
+                try:
+                    await self._ensure_episode(call.ep)
+                    ready.append(call)
+                except (_WorkerLost, SandboxError) as exc:  # this call's episode could not be rebuilt
+                    call.error = exc
+            if any(call.ep._generation != self.generation for call in ready) or self.process is None:
+                pending = ready  # the worker was replaced while rebuilding: rebuild the others again
+                continue
+            pending = await self._exchange_calls(ready)
+
+    async def _exchange_calls(self, calls: list[_Call]) -> list[_Call]:
+        """Write ``calls`` in one go, settle each from its reply. On trouble the worker is replaced:
+        the call it happened on fails; the calls behind it had not started and are returned, to run
+        again on the fresh worker."""
+        assert self.process is not None and self.process.stdin is not None
+        ids = list(range(self.next_id, self.next_id + len(calls)))
+        self.next_id += len(calls)
+        self.pool.stats.requests += len(calls)
+        data = b"".join(_frame({"op": "call", "ep": c.ep.id, "tool": c.tool, "args": c.args, "id": i})
+                        for c, i in zip(calls, ids))
+        limit = self.pool.limits.time_s
+        for n, (call, rid) in enumerate(zip(calls, ids)):
+            failure: _WorkerLost | None = None
+            with anyio.move_on_after(limit + _SLACK_S) as scope:  # from the previous reply: when this call began
+                try:
+                    if n == 0:
+                        await self.process.stdin.send(data)
+                    reply = await self._receive()
+                    if reply.get("id") != rid:
+                        failure = _WorkerLost(ErrorKind.SANDBOX_ERROR, "the sandbox worker sent a garbled reply")
+                except (anyio.EndOfStream, anyio.IncompleteRead, anyio.BrokenResourceError,
+                        anyio.ClosedResourceError, OSError):
+                    failure = _WorkerLost(*_death_reason(await self._exit_code(), self.pool.limits))
+                except (ValueError, UnicodeDecodeError) as exc:
+                    failure = _WorkerLost(ErrorKind.SANDBOX_ERROR, f"the sandbox worker broke protocol: {exc}")
+            if scope.cancelled_caught:
+                self.pool.stats.timeouts += 1
+                failure = _WorkerLost(ErrorKind.TIME_LIMIT, f"exceeded the time limit of {limit:g} s")
+            if failure is not None:
+                call.error = failure
+                await self._replace()
+                return calls[n + 1:]
+            call.reply = reply
+            if reply.get("restart"):  # the worker stops after this reply; the calls behind it never ran
+                call.ep._generation = -1
+                await self._replace()
+                return calls[n + 1:]
+        return []
 
     async def close_episode(self, ep: SandboxEpisode) -> None:
         async with self.lock:

@@ -22,6 +22,13 @@ solution, which are as untrusted as gym code.
 
 Every reply has ``id`` and ``ok``; a failed request has ``error``. A reply with ``"restart": true``
 asks the host to replace this worker (after a memory error its heap cannot be trusted).
+
+Memory: the episodes of one task share one decoded copy of its configuration's immutable values
+(numbers, strings). Each episode's ``setup`` still gets containers of its own (a gym that mutates
+its task changes nothing for the others), and ``Episode.task`` decodes a fresh copy of the task's
+JSON text whenever it is read (at ``Done``), so gym code never holds anything another episode uses.
+A thousand-number task thus costs an idle episode what its gym keeps, not a private copy of every
+number twice over.
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ import resource
 import struct
 import sys
 import traceback
+from collections import OrderedDict
 from typing import Any
 
 from .episode import Episode, ErrorKind
@@ -44,6 +52,8 @@ _PRELOAD = (
     "ast", "numbers", "array", "queue", "textwrap", "unicodedata", "gymnasium",
 )
 MAX_FRAME = 64 * 1024 * 1024
+_TASK_CACHE = 1024  # decoded task configurations kept for sharing (least recently used dropped first)
+_ATOMS = (int, float, str, bool, type(None))
 
 
 class _NullWriter:
@@ -65,25 +75,70 @@ def load_gym_class(code: str, class_name: str, key: str) -> type[Gym]:
     return cls
 
 
+def fresh_copy(value: Any) -> Any:
+    """A copy of decoded JSON with new containers (dicts, lists) and shared immutable leaves."""
+    if isinstance(value, dict):
+        return {k: v if type(v) in _ATOMS else fresh_copy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [v if type(v) in _ATOMS else fresh_copy(v) for v in value]
+    return value
+
+
+class HostedEpisode(Episode):
+    """An :class:`Episode` whose task configuration is kept as (shared) JSON text.
+
+    ``task`` decodes a fresh dict each time it is read, so nothing gym code receives is shared with
+    another episode; the text itself is immutable and shared by every episode of the same task."""
+
+    def __init__(self, gym_class: type[Gym], task_text: str, shared_task: Any, seed: int = 0,
+                 **kwargs: Any) -> None:
+        self._task_text = task_text
+        super().__init__(gym_class, fresh_copy(shared_task), seed, **kwargs)
+
+    @property  # type: ignore[override]
+    def task(self) -> dict[str, Any]:
+        return json.loads(self._task_text)
+
+    @task.setter
+    def task(self, value: dict[str, Any]) -> None:
+        # Episode.__init__ assigns the copy it handed to setup; the text given to __init__ already says it
+        if "_task_text" not in self.__dict__:
+            self._task_text = json.dumps(value)
+
+
 class Worker:
-    def __init__(self, cpu_limit_s: float, max_observation_chars: int, trusted: list[bool]) -> None:
+    def __init__(self, cpu_limit_s: float, max_observation_chars: int) -> None:
         self.cpu_limit_s = cpu_limit_s
         self.max_observation_chars = max_observation_chars
-        self.trusted = trusted
         self.classes: dict[str, type[Gym]] = {}
         self.episodes: dict[str, Episode] = {}
+        self._tasks: OrderedDict[str, tuple[str, Any]] = OrderedDict()  # task JSON -> (that text, decoded)
+        self._cpu_hard = resource.getrlimit(resource.RLIMIT_CPU)[1]
+        self._cpu_soft = -1  # the soft CPU limit this worker last set
 
     def _arm_cpu_limit(self, calls: int = 1) -> None:
         """Give the next request ``cpu_limit_s`` seconds of CPU per call (SIGXCPU ends the worker).
 
         Only the soft limit moves: raising a hard limit needs a privilege the worker may not have."""
-        self.trusted[0] = True
-        try:
-            usage = resource.getrusage(resource.RUSAGE_SELF)
-            soft = int(usage.ru_utime + usage.ru_stime + self.cpu_limit_s * calls) + 1
-            resource.setrlimit(resource.RLIMIT_CPU, (soft, resource.getrlimit(resource.RLIMIT_CPU)[1]))
-        finally:
-            self.trusted[0] = False
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        soft = int(usage.ru_utime + usage.ru_stime + self.cpu_limit_s * calls) + 1
+        if soft == self._cpu_soft:  # already armed to that second (the limit has a 1 s resolution)
+            return
+        resource.setrlimit(resource.RLIMIT_CPU, (soft, self._cpu_hard))
+        self._cpu_soft = soft
+
+    def _shared_task(self, task: Any) -> tuple[str, Any]:
+        """(JSON text, shared decoded value) of a task configuration. Key order is kept as sent: a
+        gym may read its task in order."""
+        text = json.dumps(task, separators=(",", ":"))
+        cached = self._tasks.get(text)
+        if cached is None:
+            cached = self._tasks[text] = (text, task)
+            if len(self._tasks) > _TASK_CACHE:
+                self._tasks.popitem(last=False)
+        else:
+            self._tasks.move_to_end(text)
+        return cached
 
     def handle(self, req: dict[str, Any]) -> dict[str, Any]:
         op = req.get("op")
@@ -96,9 +151,11 @@ class Worker:
             return {"tools": spec.public_tools(), "max_steps": cls.max_steps}
         if op == "open":
             replay = req.get("replay") or []
+            cls = self._class(req["key"])
+            task_text, shared = self._shared_task(req["task"])
             self._arm_cpu_limit(1 + len(replay))
-            ep = Episode(self._class(req["key"]), req["task"], req.get("seed", 0), max_steps=req.get("max_steps"),
-                         max_observation_chars=self.max_observation_chars)
+            ep = HostedEpisode(cls, task_text, shared, req.get("seed", 0), max_steps=req.get("max_steps"),
+                               max_observation_chars=self.max_observation_chars)
             for tool, args in replay:
                 result = ep.call(tool, args)
                 if result.error:
@@ -111,8 +168,10 @@ class Worker:
             if ep is None:
                 return {"error": f"episode {req['ep']} is not open in this worker", "lost": True}
             self._arm_cpu_limit()
-            result = ep.call(req["tool"], req.get("args") or "{}")
-            return {"result": result.to_dict(), "restart": result.error == ErrorKind.MEMORY_LIMIT}
+            r = ep.call(req["tool"], req.get("args") or "{}")
+            return {"result": {"observation": r.observation, "reward": r.reward, "terminated": r.terminated,
+                               "truncated": r.truncated, "steps": r.steps, "error": r.error, "done": r.done},
+                    "restart": r.error == ErrorKind.MEMORY_LIMIT}
         if op == "close":
             self.episodes.pop(req["ep"], None)
             return {}
@@ -144,15 +203,26 @@ class Worker:
             raise LookupError(f"gym {key} is not loaded in this worker") from None
 
 
-def _read_exact(fd: int, n: int) -> bytes:
-    chunks = []
-    while n:
-        chunk = os.read(fd, n)
-        if not chunk:
-            raise EOFError
-        chunks.append(chunk)
-        n -= len(chunk)
-    return b"".join(chunks)
+class _FrameReader:
+    """Length-prefixed frames from a file descriptor, read in large chunks: the host may write many
+    requests at once (pipelined calls), and they are then taken one by one without a syscall each."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.buffer = bytearray()
+
+    def _fill(self, n: int) -> None:
+        while len(self.buffer) < n:
+            chunk = os.read(self.fd, max(65536, n - len(self.buffer)))
+            if not chunk:
+                raise EOFError
+            self.buffer += chunk
+
+    def read_exact(self, n: int) -> bytes:
+        self._fill(n)
+        data = bytes(self.buffer[:n])
+        del self.buffer[:n]
+        return data
 
 
 def _send(fd: int, msg: dict[str, Any]) -> None:
@@ -174,15 +244,16 @@ def main() -> None:
         if not (fd == 2 and config.get("keep_stderr")):
             os.dup2(devnull, fd)
     sys.stdout = sys.stderr = _NullWriter()  # type: ignore[assignment]
-    report, trusted = harden(config["tmpdir"], config["memory_mb"], _PRELOAD)
-    worker = Worker(config["cpu_s"], config["max_observation_chars"], trusted)
+    report = harden(config["tmpdir"], config["memory_mb"], _PRELOAD)
+    worker = Worker(config["cpu_s"], config["max_observation_chars"])
     _send(proto_out, {"id": 0, "ok": True, "hello": dict(report), "pid": os.getpid()})
+    reader = _FrameReader(proto_in)
     while True:
         try:
-            (length,) = struct.unpack(">I", _read_exact(proto_in, 4))
+            (length,) = struct.unpack(">I", reader.read_exact(4))
             if length > MAX_FRAME:
                 return
-            req = json.loads(_read_exact(proto_in, length))
+            req = json.loads(reader.read_exact(length))
         except EOFError:
             return
         try:

@@ -212,8 +212,7 @@ def test_kernel_layers_hold_without_audit_hooks(tmp_path):
         import os, signal, socket, sys
         sys.path.insert(0, {str(Path(__file__).resolve().parent.parent)!r})
         from mcp_gyms.jail import harden
-        report, trusted = harden({str(tmp_path)!r}, 256)
-        trusted[0] = True  # switch the audit hook off: only the kernel layers remain
+        report = harden({str(tmp_path)!r}, 256, audit_hooks=False)  # the kernel layers alone
         results = {{"seccomp": report["seccomp"]}}
         for name, attempt in [
             ("fork", lambda: os.fork()),
@@ -240,3 +239,26 @@ def test_kernel_layers_hold_without_audit_hooks(tmp_path):
     assert results["fork"] == 1 and results["socket"] == 1 and results["kill_parent"] == 1
     assert results["pidfd_kill_parent"] == 1 and results["mknod"] == 1
     assert results["parent_environ"] in (1, 13) and results["parent_memory"] in (1, 13), results  # EPERM/EACCES
+
+
+async def test_frame_walking_cannot_switch_the_hook_off(pool, tmp_path):
+    """The worker keeps no switch for its audit hook that gym code could find by walking frames."""
+    sneaky = gym_code('''
+@tool
+def Sneak(self, path: str) -> str:
+    """Look for a switch in the callers' frames, then try to write outside the temp dir."""
+    f = sys._getframe()
+    while f:
+        owner = f.f_locals.get("self")
+        if owner is not None and hasattr(owner, "trusted"):
+            owner.trusted[0] = True
+        f = f.f_back
+    with open(path, "w") as fh:
+        fh.write("escaped")
+    return "wrote"
+''')
+    ep = await pool.open(sneaky, {"value": 1})
+    target = tmp_path / "escaped.txt"
+    result = await ep.call("Sneak", {"path": str(target)})
+    assert result.error == ErrorKind.TOOL_ERROR and "not allowed" in result.observation
+    assert not target.exists()
