@@ -28,9 +28,11 @@ Contract:
   shutting down) raise :class:`EpisodeRequestError` with the JSON-RPC ``code`` and the ``kind``.
 
 One :class:`GymConnection` may be shared by many concurrent episodes (it multiplexes requests). At
-most :data:`MAX_IN_FLIGHT` requests are out at once (one per HTTP connection); the others wait their
-turn here, in order, before they are sent — so a tool call's ``call_timeout`` counts from when it is
-sent, and thousands of waiting episodes cost the HTTP pool nothing (its queue is scanned per request).
+most ``max_in_flight`` requests (default :data:`MAX_IN_FLIGHT`) are out at once, one per HTTP
+connection; the others wait their turn here, in order, before they are sent — so a tool call's
+``call_timeout`` counts from when it is sent. The HTTP pool scans its queue and probes every idle
+connection on each request, so thousands of waiting episodes, or hundreds of idle connections, would
+cost client CPU on every call; a server answers as fast with 64 requests in flight as with more.
 """
 
 from __future__ import annotations
@@ -83,7 +85,7 @@ __all__ = [
 ]
 
 Target = Server[Any] | StdioServerParameters | str | Sequence[str]
-#: Requests a connection has out at once (and HTTP connections it opens).
+#: Default of the requests a connection has out at once (and of the HTTP connections it keeps open).
 MAX_IN_FLIGHT = 64
 T = TypeVar("T")
 _R = TypeVar("_R", bound=BaseModel)
@@ -177,8 +179,12 @@ class GymConnection:
 
     def __init__(self, target: Target, *, token: str | None = None, headers: Mapping[str, str] | None = None,
                  mode: str = "auto", retries: int = 3, backoff: float = 0.25, call_timeout: float | None = 300.0,
-                 request_timeout: float = 60.0, env: Mapping[str, str] | None = None) -> None:
+                 request_timeout: float = 60.0, env: Mapping[str, str] | None = None,
+                 max_in_flight: int = MAX_IN_FLIGHT) -> None:
+        if max_in_flight < 1:
+            raise ValueError("max_in_flight must be at least 1")
         self.target = target
+        self.max_in_flight = max_in_flight
         self.token = token
         self.headers = dict(headers or {})
         self.mode = mode
@@ -198,7 +204,7 @@ class GymConnection:
 
     # --- connection -----------------------------------------------------------------------------
     async def __aenter__(self) -> GymConnection:
-        self._in_flight = anyio.CapacityLimiter(MAX_IN_FLIGHT)
+        self._in_flight = anyio.CapacityLimiter(self.max_in_flight)
         self._stack = contextlib.AsyncExitStack()
         await self._stack.__aenter__()
         self._tg = await self._stack.enter_async_context(anyio.create_task_group())
@@ -234,8 +240,8 @@ class GymConnection:
             if self.token:
                 headers["Authorization"] = f"Bearer {self.token}"
             http = httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(30.0, read=self.call_timeout),
-                                      limits=httpx2.Limits(max_connections=MAX_IN_FLIGHT,
-                                                           max_keepalive_connections=MAX_IN_FLIGHT))
+                                      limits=httpx2.Limits(max_connections=self.max_in_flight,
+                                                           max_keepalive_connections=self.max_in_flight))
             return streamable_http_client(target, http_client=http), http
         if isinstance(target, StdioServerParameters):
             return target, None
@@ -281,7 +287,7 @@ class GymConnection:
             return self._link
 
     def _slot(self) -> anyio.CapacityLimiter | contextlib.nullcontext[None]:
-        """A turn to have a request out (see :data:`MAX_IN_FLIGHT`)."""
+        """A turn to have a request out (at most ``max_in_flight`` at once)."""
         return self._in_flight if self._in_flight is not None else contextlib.nullcontext()
 
     def _drop(self, link: _Link) -> None:
@@ -497,7 +503,8 @@ class Episode:
 @contextlib.asynccontextmanager
 async def connect(target: Target, *, token: str | None = None, headers: Mapping[str, str] | None = None,
                   mode: str = "auto", retries: int = 3, backoff: float = 0.25, call_timeout: float | None = 300.0,
-                  request_timeout: float = 60.0, env: Mapping[str, str] | None = None) -> AsyncIterator[GymConnection]:
+                  request_timeout: float = 60.0, env: Mapping[str, str] | None = None,
+                  max_in_flight: int = MAX_IN_FLIGHT) -> AsyncIterator[GymConnection]:
     """Open a :class:`GymConnection` to one gym's server.
 
     Args:
@@ -510,8 +517,10 @@ async def connect(target: Target, *, token: str | None = None, headers: Mapping[
         call_timeout: seconds a tool call may take before :class:`CallInterrupted` (None: no limit).
         request_timeout: seconds any other request (and connecting) may take per try.
         env: extra environment for a stdio server started from a command list.
+        max_in_flight: requests out at once (and HTTP connections kept); the others wait, in order.
     """
     connection = GymConnection(target, token=token, headers=headers, mode=mode, retries=retries, backoff=backoff,
-                               call_timeout=call_timeout, request_timeout=request_timeout, env=env)
+                               call_timeout=call_timeout, request_timeout=request_timeout, env=env,
+                               max_in_flight=max_in_flight)
     async with connection:
         yield connection

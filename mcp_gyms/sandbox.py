@@ -46,6 +46,7 @@ from anyio.abc import Process
 from anyio.streams.buffered import BufferedByteReceiveStream
 
 from .episode import ErrorKind, OracleResult, StepResult, parse_action
+from .gym import DONE
 from .jail import protect_host
 
 __all__ = ["GymCode", "SandboxError", "SandboxEpisode", "SandboxLimits", "SandboxPool"]
@@ -225,7 +226,7 @@ class _Slot:
             except (anyio.EndOfStream, anyio.IncompleteRead, anyio.BrokenResourceError, anyio.ClosedResourceError,
                     OSError):
                 failure = _WorkerLost(*_death_reason(await self._exit_code(), self.pool.limits))
-            except (ValueError, UnicodeDecodeError) as exc:
+            except (ValueError, UnicodeDecodeError, RecursionError) as exc:
                 failure = _WorkerLost(ErrorKind.SANDBOX_ERROR, f"the sandbox worker broke protocol: {exc}")
         if scope.cancelled_caught:
             self.pool.stats.timeouts += 1
@@ -374,7 +375,7 @@ class _Slot:
                 except (anyio.EndOfStream, anyio.IncompleteRead, anyio.BrokenResourceError,
                         anyio.ClosedResourceError, OSError):
                     failure = _WorkerLost(*_death_reason(await self._exit_code(), self.pool.limits))
-                except (ValueError, UnicodeDecodeError) as exc:
+                except (ValueError, UnicodeDecodeError, RecursionError) as exc:
                     failure = _WorkerLost(ErrorKind.SANDBOX_ERROR, f"the sandbox worker broke protocol: {exc}")
             if scope.cancelled_caught:
                 self.pool.stats.timeouts += 1
@@ -578,11 +579,7 @@ class SandboxEpisode:
                 if not self.terminated and self.steps >= self.max_steps:
                     self.truncated = True
                 return self._local_error(exc.kind, message)
-            if not reply.get("ok"):
-                raise SandboxError(f"sandbox failure in {self.gym.class_name}.{tool}: {reply.get('error')}")
-            r = reply["result"]
-            result = StepResult(str(r["observation"]), float(r["reward"]), bool(r["terminated"]),
-                                bool(r["truncated"]), int(r["steps"]), r.get("error"))
+            result = self._checked(tool, reply)
             self.steps, self.reward = result.steps, result.reward
             self.terminated, self.truncated = result.terminated, result.truncated
             if result.error is None:
@@ -590,6 +587,31 @@ class SandboxEpisode:
             else:
                 self.pool.stats.call_errors += 1
             return result
+
+    def _checked(self, tool: str, reply: dict[str, Any]) -> StepResult:
+        """The worker's reply as a result the host stands behind. The worker runs untrusted code and
+        could forge its reply, so the host counts the steps itself, only a good ``Done`` may end the
+        episode or carry reward (0 or 1), the observation must be a string within the limit, and
+        anything malformed is a sandbox error (the call counts; the episode is rebuilt next time)."""
+        steps = self.steps + 1
+        r = reply.get("result") if reply.get("ok") else None
+        if not isinstance(r, dict) or not isinstance(r.get("observation"), str) or not (
+                r.get("error") is None or isinstance(r.get("error"), str)):
+            self._generation = -1
+            why = reply.get("error") if isinstance(reply.get("error"), str) else "a malformed reply"
+            return self._error_at(steps, ErrorKind.SANDBOX_ERROR, f"{tool} failed in the sandbox: {str(why)[:300]}")
+        error = r.get("error")
+        if len(r["observation"]) > self.pool.limits.max_observation_chars + 200:  # + the truncation notice
+            self._generation = -1  # the worker may have committed it: rebuild from the host's log
+            return self._error_at(steps, ErrorKind.OUTPUT_TOO_LARGE, f"{tool} returned an oversized observation")
+        terminated = tool == DONE and error is None and r.get("terminated") is True
+        reward = 1.0 if terminated and r.get("reward") == 1 else 0.0
+        truncated = not terminated and steps >= self.max_steps
+        return StepResult(r["observation"], reward, terminated, truncated, steps, error)
+
+    def _error_at(self, steps: int, kind: str, message: str) -> StepResult:
+        return StepResult(f"Error: {message}", 0.0, self.terminated, not self.terminated and steps >= self.max_steps,
+                          steps, error=kind)
 
     def _local_error(self, kind: str, message: str) -> StepResult:
         return StepResult(f"Error: {message}", 0.0, self.terminated, self.truncated, self.steps, error=kind)
