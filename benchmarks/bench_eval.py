@@ -48,6 +48,7 @@ def one_run(gym_url: str, llm_url: str, k: int, concurrency: int) -> tuple[float
 
 
 def main(repeats: int, k: int, concurrency: int) -> None:
+    """Start the model endpoint and the gym server, run the evaluation ``repeats`` times, save the table."""
     rates = Figure("episodes/s", "episodes/s")
     harness_cpu = Figure("harness CPU per episode", "ms")
     server_cpu = Figure("gym server CPU per episode (host + workers)", "ms")

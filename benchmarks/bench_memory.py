@@ -83,6 +83,7 @@ async def measure(tasks: int, batches: int) -> tuple[list[tuple[float, float, fl
 
 
 async def main(repeats: int) -> None:
+    """Measure, print and save the memory table."""
     bank = Bank.open()
     state = gym_state_bytes(bank)
     tasks = len(bank.tasks(GYM))

@@ -101,6 +101,7 @@ async def rollout(gym: GymConnection, prompts: int, calls: int, seed: int) -> di
 
 
 async def main(repeats: int, prompts: int, calls: int) -> None:
+    """One server, ``repeats`` rollout batches; print and save the table."""
     runs: list[dict[str, float]] = []
     cpu: list[float] = []
     with spawn_server(COMMAND) as (proc, url):

@@ -118,6 +118,7 @@ async def pool_calls_per_s(pool: SandboxPool, gym: GymCode, task: dict, episodes
 
 
 async def main() -> None:
+    """Measure the sandbox overhead and the original design; print and save the table."""
     bank = Bank.open()
     cls = load_trusted(bank)
     task = bank.task(GYM, 0).config

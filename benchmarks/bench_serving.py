@@ -90,6 +90,7 @@ async def open_episodes(gym: GymConnection, n: int) -> list[Episode]:
 
 
 async def close_episodes(episodes: list[Episode]) -> None:
+    """Close every episode that has a handle, 256 requests at a time."""
     limiter = anyio.CapacityLimiter(256)
 
     async def one(ep: Episode) -> None:
@@ -152,10 +153,12 @@ async def measure(command: list[str], path: str, label: str, plan: dict[int, int
 
 
 def fmt(fig: Figure, digits: int = 0) -> str:
+    """``median (min–max)`` of a figure, without its unit (the column says it)."""
     return f"{fig.median:,.{digits}f} ({min(fig.runs):,.{digits}f}–{max(fig.runs):,.{digits}f})"
 
 
 async def main(repeats: int, quick: bool) -> None:
+    """Measure the transport options, then (a) vs (b) at every concurrency; print and save the tables."""
     plan = {64: CALLS[64]} if quick else dict(CALLS)
     figures: list[Figure] = []
 

@@ -48,6 +48,7 @@ def busy_cpu_seconds() -> float:
 
 
 def children_cpu_seconds() -> float:
+    """CPU seconds used by this process's finished (waited-for) children and their descendants."""
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
 
@@ -66,6 +67,7 @@ def run_one(name: str, repeats: int) -> dict[str, Any]:
 
 
 def md_table(rows: list[list[str]]) -> str:
+    """A Markdown table; the first row is the header."""
     head, *body = rows
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
     lines += ["| " + " | ".join(r) + " |" for r in body]
@@ -73,6 +75,7 @@ def md_table(rows: list[list[str]]) -> str:
 
 
 def load(name: str) -> dict[str, Any] | None:
+    """The saved results/<name>.json, if the benchmark wrote it."""
     path = RESULTS_DIR / f"{name}.json"
     return json.loads(path.read_text()) if path.exists() else None
 
@@ -184,6 +187,7 @@ run's own figures).
 
 
 def write_markdown(runs: list[dict[str, Any]]) -> None:
+    """Assemble RESULTS.md from the machine facts, the load record of ``runs`` and every results file."""
     facts = machine()
     lines = ["# Benchmark results", "",
              f"Run by `make bench` (`benchmarks/run_all.py`) on {facts['date']}.", "",
@@ -222,6 +226,7 @@ def write_markdown(runs: list[dict[str, Any]]) -> None:
 
 
 def main() -> int:
+    """Run the benchmarks (all, or ``--only`` some); write RESULTS.md after a full run."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", nargs="+", choices=list(BENCHMARKS), default=None)
     parser.add_argument("--repeats", type=int, default=int(os.environ.get("BENCH_REPEATS", "5")))

@@ -239,7 +239,9 @@ class GymConnection:
             headers = dict(self.headers)
             if self.token:
                 headers["Authorization"] = f"Bearer {self.token}"
-            http = httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(30.0, read=self.call_timeout),
+            # the transport's read timeout stays above ours: when it fires, the SDK drops the whole connection
+            read = max(self.call_timeout or 0.0, self.request_timeout) + 30.0
+            http = httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(30.0, read=read),
                                       limits=httpx2.Limits(max_connections=self.max_in_flight,
                                                            max_keepalive_connections=self.max_in_flight))
             return streamable_http_client(target, http_client=http), http
@@ -400,6 +402,9 @@ class GymConnection:
                                       f"not have run ({exc.message})") from None
             # a JSON-RPC error for a tool call: report it like a bad call
             return StepOutcome(observation=f"Error: {exc.message}", error="rpc_error")
+        except TimeoutError:  # our own call_timeout: only this call gave up; the connection stays up for others
+            raise CallInterrupted(f"{name}: no result within {self.call_timeout:g} s; it may or may not have run "
+                                  "(the episode may have advanced)") from None
         except BaseException as exc:
             if _is_connection_error(exc):
                 self._drop(link)

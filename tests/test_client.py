@@ -208,3 +208,25 @@ async def test_shutdown_refuses_new_work_clearly(bank: Bank) -> None:
         assert refused.value.code == ErrorCode.SHUTTING_DOWN
         async with httpx.AsyncClient() as http:
             assert (await http.get(f"{base}/healthz")).status_code == 503
+
+
+async def test_one_calls_timeout_does_not_interrupt_the_others(tmp_path):
+    """call_timeout gives up on that call only: another episode's call on the same connection finishes."""
+    service = HttpService(sleepy_bank(tmp_path / "bank"), workers=2)
+    async with running_http(service) as base, connect(f"{base}/gyms/sleepy/mcp", call_timeout=1.0) as gym:
+        slow, other = await gym.start(task=0), await gym.start(task=1)
+        outcomes: dict[str, object] = {}
+
+        async def run(name: str, ep, seconds: float) -> None:  # noqa: ANN001
+            try:
+                outcomes[name] = await ep.call("Sleep", {"seconds": seconds})
+            except CallInterrupted as exc:
+                outcomes[name] = exc
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(run, "slow", slow, 2.0)
+            await anyio.sleep(0.3)
+            tg.start_soon(run, "other", other, 0.9)
+        assert isinstance(outcomes["slow"], CallInterrupted)
+        assert not isinstance(outcomes["other"], CallInterrupted), outcomes["other"]
+        assert outcomes["other"].observation == "slept 0.9"
