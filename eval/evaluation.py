@@ -19,6 +19,8 @@ reaches the ``openai`` client.
 from __future__ import annotations
 
 import os
+import signal
+import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -184,6 +186,28 @@ async def _run(config: EvalConfig, url: str, writer: TrajectoryWriter, records: 
             await policy.aclose()
 
 
+async def _run_until_sigint(config: EvalConfig, url: str, writer: TrajectoryWriter, records: list[EpisodeRecord],
+                            state: dict[str, Any], progress_enabled: bool) -> None:
+    """:func:`_run`, stopped cleanly by Ctrl-C: SIGINT sets ``state["interrupted"]`` and cancels the run.
+
+    asyncio's own SIGINT handling cancels the main task and raises KeyboardInterrupt only if that
+    cancellation surfaces; a cancellation absorbed by a shielded step (sandbox calls, closing the
+    policy) then ended the run as if it had finished. Catching the signal here is deterministic."""
+    async with anyio.create_task_group() as tg:
+
+        async def watch() -> None:
+            with anyio.open_signal_receiver(signal.SIGINT) as signals:
+                async for _ in signals:
+                    state["interrupted"] = True
+                    tg.cancel_scope.cancel()
+                    return
+
+        if threading.current_thread() is threading.main_thread():
+            tg.start_soon(watch)
+        await _run(config, url, writer, records, state, progress_enabled)
+        tg.cancel_scope.cancel()
+
+
 def run_evaluation(config: EvalConfig, *, progress: bool = True) -> RunOutcome:
     """Run an evaluation (see the module docstring). Returns even on Ctrl-C (``interrupted``) and on a
     fatal model error (``error``), after writing the outputs of the finished episodes. Raises
@@ -202,12 +226,13 @@ def run_evaluation(config: EvalConfig, *, progress: bool = True) -> RunOutcome:
         with TrajectoryWriter(out_dir) as writer:
             try:
                 if config.server is not None:
-                    anyio.run(_run, config, config.server, writer, records, state, progress)
+                    anyio.run(_run_until_sigint, config, config.server, writer, records, state, progress)
                 else:
                     gyms = config.gyms or None
                     with LocalServer(config.bank, gyms=gyms, workers=config.workers,
                                      max_episodes=max(10_000, 2 * config.concurrency)) as local:
-                        anyio.run(_run, config, local.url, writer, records, state, progress)
+                        anyio.run(_run_until_sigint, config, local.url, writer, records, state, progress)
+                interrupted = bool(state.get("interrupted"))
             except KeyboardInterrupt:
                 interrupted = True
             except FatalModelError as exc:
