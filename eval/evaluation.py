@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -37,6 +38,9 @@ from .policies import OpenAIPolicy, OraclePolicy, Policy, RandomPolicy
 from .records import EpisodeRecord
 from .report import TRAJECTORIES, TrajectoryWriter, write_reports
 from .runner import Progress, evaluate, make_jobs
+
+if sys.version_info < (3, 11):
+    from exceptiongroup import BaseExceptionGroup
 
 __all__ = ["EvalConfig", "EvalError", "RunOutcome", "run_evaluation"]
 
@@ -193,19 +197,24 @@ async def _run_until_sigint(config: EvalConfig, url: str, writer: TrajectoryWrit
     asyncio's own SIGINT handling cancels the main task and raises KeyboardInterrupt only if that
     cancellation surfaces; a cancellation absorbed by a shielded step (sandbox calls, closing the
     policy) then ended the run as if it had finished. Catching the signal here is deterministic."""
-    async with anyio.create_task_group() as tg:
+    try:
+        async with anyio.create_task_group() as tg:
 
-        async def watch() -> None:
-            with anyio.open_signal_receiver(signal.SIGINT) as signals:
-                async for _ in signals:
-                    state["interrupted"] = True
-                    tg.cancel_scope.cancel()
-                    return
+            async def watch() -> None:
+                with anyio.open_signal_receiver(signal.SIGINT) as signals:
+                    async for _ in signals:
+                        state["interrupted"] = True
+                        tg.cancel_scope.cancel()
+                        return
 
-        if threading.current_thread() is threading.main_thread():
-            tg.start_soon(watch)
-        await _run(config, url, writer, records, state, progress_enabled)
-        tg.cancel_scope.cancel()
+            if threading.current_thread() is threading.main_thread():
+                tg.start_soon(watch)
+            await _run(config, url, writer, records, state, progress_enabled)
+            tg.cancel_scope.cancel()
+    except BaseExceptionGroup as group:  # the run's own error, not wrapped by the watcher's task group
+        if len(group.exceptions) == 1:
+            raise group.exceptions[0] from None
+        raise
 
 
 def run_evaluation(config: EvalConfig, *, progress: bool = True) -> RunOutcome:

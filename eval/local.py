@@ -70,7 +70,9 @@ class LocalServer:
                               max_episodes=self.max_episodes, host="127.0.0.1")
         sock = bind_socket("127.0.0.1", 0)
         self.port = sock.getsockname()[1]
-        self._server = uvicorn.Server(uvicorn_config(service))
+        # "critical": on Ctrl-C the evaluator drops its in-flight requests, and uvicorn would print a
+        # ClientDisconnect traceback for each; failures reach the evaluator as error results anyway
+        self._server = uvicorn.Server(uvicorn_config(service, log_level="critical"))
 
         def serve() -> None:
             try:
