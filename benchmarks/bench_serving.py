@@ -57,6 +57,7 @@ class Run:
     failed: int
     server_cpu_ms: float
     worker_cpu_ms: float
+    client_cpu_ms: float
 
     @property
     def rate(self) -> float:
@@ -122,16 +123,18 @@ async def drive(episodes: list[Episode], calls: int, meter: CpuMeter, offset: in
                 failed += 1
 
     meter.mark()
+    client0 = time.process_time()
     started = time.perf_counter()
     async with anyio.create_task_group() as tg:
         for i, ep in enumerate(episodes):
             tg.start_soon(play, i, ep)
     elapsed = time.perf_counter() - started
+    client_cpu = time.process_time() - client0
     server_cpu, worker_cpu = meter.read()
     latencies.sort()
     n = len(episodes) * calls
     return Run(n, elapsed, percentile(latencies, 0.5) * 1e3, percentile(latencies, 0.99) * 1e3, failed,
-               server_cpu / n * 1e3, worker_cpu / n * 1e3)
+               server_cpu / n * 1e3, worker_cpu / n * 1e3, client_cpu / n * 1e3)
 
 
 async def measure(command: list[str], path: str, label: str, plan: dict[int, int], repeats: int,
@@ -192,7 +195,8 @@ async def main(repeats: int, quick: bool) -> None:
     bare = await measure(BARE, "/mcp", "bare SDK server", plan, repeats)
     ours = await measure(CODEGYM, f"/gyms/{GYM}/mcp", "codegym serve --http", plan, repeats)
     rows: list[tuple[str, ...]] = [("episodes", "server", "calls/s", "p50 ms", "p99 ms", "server CPU ms/call",
-                                    "failed calls", "ratio b/a (calls/s)", "ratio a/b (server CPU)")]
+                                    "client CPU ms/call", "failed calls", "ratio b/a (calls/s)",
+                                    "ratio a/b (server CPU)")]
     summary: dict[str, Any] = {}
     main_figures: list[Figure] = []
     for c in plan:
@@ -208,14 +212,19 @@ async def main(repeats: int, quick: bool) -> None:
                          a.figure("p50", "ms", "p50_ms"), a.figure("p99", "ms", "p99_ms"),
                          b.figure("p50", "ms", "p50_ms"), b.figure("p99", "ms", "p99_ms")]
         worker = Figure("w", "ms", [r.worker_cpu_ms for r in b.runs])
+        client_a, client_b = a.figure("client CPU", "ms", "client_cpu_ms"), b.figure("client CPU", "ms", "client_cpu_ms")
+        main_figures += [client_a, client_b]
         rows.append((str(c), "(a) bare SDK", fmt(fa), fmt(a.figure("p50", "ms", "p50_ms"), 1),
-                     fmt(a.figure("p99", "ms", "p99_ms"), 1), fmt(cpu_a, 2), f"{failed_a} of {sum(r.calls for r in a.runs)}",
-                     "", ""))
+                     fmt(a.figure("p99", "ms", "p99_ms"), 1), fmt(cpu_a, 2), fmt(client_a, 2),
+                     f"{failed_a} of {sum(r.calls for r in a.runs)}", "", ""))
         rows.append((str(c), "(b) codegym", fmt(fb), fmt(b.figure("p50", "ms", "p50_ms"), 1),
                      fmt(b.figure("p99", "ms", "p99_ms"), 1), f"{fmt(cpu_b, 2)} (workers {worker.median:.2f})",
-                     f"{failed_b} of {sum(r.calls for r in b.runs)}", fmt(ratio, 2), fmt(cpu_ratio, 2)))
+                     fmt(client_b, 2), f"{failed_b} of {sum(r.calls for r in b.runs)}", fmt(ratio, 2),
+                     fmt(cpu_ratio, 2)))
         summary[str(c)] = {"ratio_calls": ratio.median, "ratio_cpu": cpu_ratio.median,
-                           "failed_a": failed_a, "failed_b": failed_b}
+                           "failed_a": failed_a, "failed_b": failed_b, "server_cpu_a": cpu_a.median,
+                           "server_cpu_b": cpu_b.median, "client_cpu_a": client_a.median,
+                           "client_cpu_b": client_b.median}
     save("serving", "Serving: bare MCP SDK server (a) vs codegym serve --http (b), same MCP client", rows,
          main_figures,
          notes=("Each server is its own process; the client (mcp_gyms.client, one connection, at most 64 "

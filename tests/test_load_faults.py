@@ -70,6 +70,7 @@ def plan(i: int) -> list[tuple[str, dict[str, int]]]:
 
 
 def open_count(metrics: str) -> int:
+    """``codegym_episodes_open`` from a ``GET /metrics`` body."""
     match = re.search(r"^codegym_episodes_open (\d+)$", metrics, re.M)
     assert match, metrics
     return int(match.group(1))
