@@ -172,8 +172,11 @@ class Episode:
     def _snapshot(self) -> bytes:
         try:
             return pickle.dumps(self.gym.__dict__, protocol=pickle.HIGHEST_PROTOCOL)
+        except MemoryError:
+            raise  # the memory limit, not a state that cannot be pickled: the sandbox reports it as such
         except Exception as exc:
-            raise TypeError(f"the state of {type(self.gym).__name__} cannot be snapshotted: {exc}") from exc
+            raise TypeError(f"the state of {type(self.gym).__name__} cannot be snapshotted: "
+                            f"{str(exc) or type(exc).__name__}") from exc
 
     def _restore(self, snapshot: bytes) -> None:
         self.gym.__dict__.clear()

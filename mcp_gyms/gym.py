@@ -25,12 +25,19 @@ A *gym* turns one coding problem into a partially observable, multi-turn tool-us
   trial then overwrite), and it sees nothing but the observations. It must end with a ``Done`` call.
   Verification keeps a gym only if its oracle earns reward 1 on every task.
 
+Class-level lists, dicts, sets and bytearrays (``MOVES = [...]`` in the class body) are copied into
+each instance before ``setup``: a tool that changes ``self.MOVES`` changes its own episode's copy, which
+is rolled back with the rest of the state, and other episodes never see it. Assigning to the class
+itself (``type(self).X = ...``) is outside the contract.
+
 The episode rules (step budget, error observations, trial then overwrite) are enforced by
 :class:`mcp_gyms.episode.Episode`, not by gyms; a gym only describes behaviour.
 """
 
 from __future__ import annotations
 
+import copy
+import functools
 import inspect
 import json
 import random
@@ -73,6 +80,8 @@ class Gym:
 
     def __init__(self, task: dict[str, Any], seed: int = 0) -> None:
         self.rng = random.Random(seed)
+        for name, value in _class_containers(type(self)):
+            setattr(self, name, copy.deepcopy(value))  # the episode's own copy (see the module docstring)
         self.setup(task)
 
     # --- to implement -------------------------------------------------------------------------
@@ -278,6 +287,19 @@ class GymSpec:
     def public_tools(self) -> list[dict[str, Any]]:
         """Every tool's name, description and input schema, in display order."""
         return [t.public() for t in self.tools.values()]
+
+
+@functools.cache
+def _class_containers(gym_class: type) -> tuple[tuple[str, Any], ...]:
+    """The mutable containers a gym class (or a base of it below :class:`Gym`) defines at class level."""
+    found: dict[str, Any] = {}
+    for klass in gym_class.__mro__:
+        if klass is Gym:
+            break
+        for name, value in vars(klass).items():
+            if name not in found and not name.startswith("__"):
+                found[name] = value
+    return tuple((n, v) for n, v in found.items() if isinstance(v, (list, dict, set, bytearray)))
 
 
 def _observe_signature(self: Any) -> None:

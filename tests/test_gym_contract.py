@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -205,6 +205,59 @@ def test_unpicklable_state_fails_at_start():
 
     with pytest.raises(TypeError, match="cannot be snapshotted"):
         Episode(Bad, {"target": 1})
+
+
+class _RaisesWhenPickled:
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
+
+    def __reduce__(self):
+        raise self.exc
+
+
+def test_snapshot_errors_name_the_problem():
+    """An exception with no message still says what it was; running out of memory is not 'unpicklable'."""
+
+    def gym_holding(exc: BaseException) -> type[Counter]:
+        class Holder(Counter):
+            def setup(self, task):
+                super().setup(task)
+                self.blob = _RaisesWhenPickled(exc)
+
+        return Holder
+
+    with pytest.raises(TypeError, match="cannot be snapshotted: ValueError$"):
+        Episode(gym_holding(ValueError()), {"target": 1})
+    with pytest.raises(MemoryError):
+        Episode(gym_holding(MemoryError()), {"target": 1})
+
+
+def test_class_level_containers_belong_to_each_episode():
+    """A list/dict in the class body is copied per episode: changes roll back and never leak across episodes."""
+
+    class Shared(Counter):
+        seen: ClassVar[list[int]] = []
+        names: ClassVar[dict[str, int]] = {"a": 1}
+
+        @tool
+        def Remember(self, value: int) -> int:
+            """Remember a value, then fail when it is negative.
+
+            Args:
+                value (int): the value.
+            """
+            self.seen.append(value)
+            self.names[str(value)] = value
+            if value < 0:
+                raise ValueError("negative")
+            return len(self.seen)
+
+    first, second = Episode(Shared, {"target": 1}), Episode(Shared, {"target": 1})
+    assert first.call("Remember", {"value": 5}).observation == "1"
+    assert first.call("Remember", {"value": -1}).error == ErrorKind.TOOL_ERROR  # rolled back
+    assert first.gym.seen == [5] and first.gym.names == {"a": 1, "5": 5}
+    assert second.call("Remember", {"value": 7}).observation == "1"  # never saw the first episode's 5
+    assert Shared.seen == [] and Shared.names == {"a": 1}
 
 
 def test_tricky_failures_still_roll_back():
