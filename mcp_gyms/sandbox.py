@@ -107,6 +107,40 @@ class PoolStats:
     replays: int = 0
 
 
+_TMP_PREFIX = "codegym-worker-"
+_swept = False
+
+
+def sweep_stale_tmpdirs(root: str | None = None) -> list[str]:
+    """Remove worker temp dirs left by hosts that died without cleaning up (e.g. SIGKILLed servers).
+
+    A worker's dir is named ``codegym-worker-<host pid>-<random>``; it is removed only when no
+    process has that pid any more, so a live server's workers are never touched. Returns the removed
+    paths. Called once per process, when its first worker starts."""
+    root = root or tempfile.gettempdir()
+    removed = []
+    try:
+        names = [n for n in os.listdir(root) if n.startswith(_TMP_PREFIX)]
+    except OSError:
+        return removed
+    for name in names:
+        pid_text = name[len(_TMP_PREFIX):].split("-", 1)[0]
+        if not pid_text.isdigit() or int(pid_text) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid_text), 0)
+            continue  # the host still runs
+        except ProcessLookupError:
+            pass
+        except OSError:
+            continue  # e.g. EPERM: some other user's live process
+        path = os.path.join(root, name)
+        shutil.rmtree(path, ignore_errors=True)
+        if not os.path.exists(path):
+            removed.append(path)
+    return removed
+
+
 def _worker_env(tmpdir: str) -> dict[str, str]:
     """The whole environment a worker gets: nothing from the parent (no keys, no tokens)."""
     return {"PATH": "/usr/bin:/bin", "HOME": tmpdir, "TMPDIR": tmpdir, "LANG": "C.UTF-8", "PYTHONHASHSEED": "0",
@@ -154,7 +188,11 @@ class _Slot:
         if self.pool._closed:
             raise SandboxError("the sandbox pool is closed")
         protect_host()
-        self.tmpdir = tempfile.mkdtemp(prefix="codegym-worker-")
+        global _swept
+        if not _swept:
+            _swept = True
+            sweep_stale_tmpdirs()
+        self.tmpdir = tempfile.mkdtemp(prefix=f"{_TMP_PREFIX}{os.getpid()}-")
         limits = self.pool.limits
         config = {"tmpdir": self.tmpdir, "memory_mb": limits.memory_mb, "cpu_s": limits.cpu,
                   "max_observation_chars": limits.max_observation_chars,

@@ -106,3 +106,40 @@ def _load(code: GymCode):
     namespace: dict = {}
     exec(compile(code.code, "<test>", "exec"), namespace)  # trusted test code, in-process on purpose
     return namespace[code.class_name]
+
+
+def test_stale_worker_dirs_of_dead_hosts_are_swept(tmp_path):
+    """A SIGKILLed host leaves its workers' temp dirs; the next pool removes them, not a live host's."""
+    import subprocess
+    import sys
+
+    from mcp_gyms.sandbox import sweep_stale_tmpdirs
+
+    host = subprocess.Popen(
+        [sys.executable, "-c",
+         "import anyio, sys\n"
+         "from conftest import gym_code\n"
+         "from mcp_gyms.sandbox import SandboxPool\n"
+         "async def main():\n"
+         "    pool = SandboxPool(1)\n"
+         "    await pool.describe(gym_code(''))\n"
+         "    print('ready', flush=True)\n"
+         "    await anyio.sleep(60)\n"
+         "anyio.run(main)\n"],
+        env={**os.environ, "TMPDIR": str(tmp_path), "PYTHONPATH": os.pathsep.join(sys.path)},
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert host.stdout is not None and host.stdout.readline().strip() == "ready"
+        left = [p for p in tmp_path.iterdir() if p.name.startswith(f"codegym-worker-{host.pid}-")]
+        assert len(left) == 1
+        assert sweep_stale_tmpdirs(str(tmp_path)) == []  # its host is alive: kept
+        host.send_signal(signal.SIGKILL)
+        host.wait()
+    finally:
+        host.kill()
+    assert left[0].exists()
+    live = tmp_path / f"codegym-worker-{os.getpid()}-mine"
+    live.mkdir()
+    (left[0] / "file.txt").write_text("x")
+    assert sweep_stale_tmpdirs(str(tmp_path)) == [str(left[0])]
+    assert not left[0].exists() and live.exists()
