@@ -41,6 +41,8 @@ import ast
 import json
 import keyword
 import os
+import re
+import string
 import sys
 import time
 import traceback
@@ -80,6 +82,7 @@ _RESERVED = {"setup", "observe", "reference_answer", "check_answer", "solve", "r
              "env_name", "actions", "answer_type", "answer_doc", "max_steps", "done_parameter", "spec"}
 _MAX_EXAMPLE_CHARS = 1_000_000
 _MAX_LOOP = 200
+_MAX_EXAMPLES = 1_000  # __main__ examples read from one file, at most
 
 
 class ImportUsageError(ValueError):
@@ -582,6 +585,8 @@ def main_examples(tree: ast.Module, class_name: str, warnings: list[str]) -> lis
         _walk_block(block, {}, class_name, found, skipped, depth=0)
     if skipped:
         warnings.append(f"{len(skipped)} __main__ example(s) could not be read statically ({'; '.join(skipped[:3])})")
+    if len(found) >= _MAX_EXAMPLES:
+        warnings.append(f"only the first {_MAX_EXAMPLES} __main__ examples were read")
     return found
 
 
@@ -596,6 +601,8 @@ def _is_main_test(test: ast.expr) -> bool:
 def _walk_block(stmts: list[ast.stmt], env: dict[str, Any], class_name: str, found: list[dict[str, Any]],
                 skipped: list[str], depth: int) -> None:
     for stmt in stmts:
+        if len(found) >= _MAX_EXAMPLES:
+            return
         if isinstance(stmt, ast.For) and isinstance(stmt.target, ast.Name) and depth < 3:
             try:
                 items = list(_eval(stmt.iter, env))[:_MAX_LOOP]
@@ -608,6 +615,8 @@ def _walk_block(stmts: list[ast.stmt], env: dict[str, Any], class_name: str, fou
         for node in ast.walk(stmt):
             if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
                     and node.func.attr == "from_env_str" and len(node.args) == 1):
+                if len(found) >= _MAX_EXAMPLES:
+                    return
                 try:
                     text = _eval(node.args[0], env)
                     found.append(_example_config(text, class_name))
@@ -635,10 +644,38 @@ _DUMPS_KEYWORDS = {"indent", "ensure_ascii", "separators", "sort_keys"}
 
 
 def _eval(node: ast.expr, env: dict[str, Any]) -> Any:
+    """One expression's value; every intermediate value is bounded, so a crafted file cannot make the
+    host allocate much (each step at most doubles a bounded value, and huge format widths are refused)."""
     value = _eval_node(node, env)
-    if isinstance(value, str) and len(value) > _MAX_EXAMPLE_CHARS:
-        raise _NotStatic("the string is too long")
+    if _size(value, _MAX_EXAMPLE_CHARS) > _MAX_EXAMPLE_CHARS:
+        raise _NotStatic("the value is too large")
     return value
+
+
+def _size(value: Any, limit: int) -> int:
+    """About how many characters ``value`` prints as (strings by length, containers item by item);
+    stops counting once past ``limit``."""
+    if isinstance(value, str):
+        return len(value)
+    if isinstance(value, dict):
+        value = [*value.keys(), *value.values()]
+    if isinstance(value, (list, tuple, set, frozenset)):
+        total = len(value)
+        for item in value:
+            total += _size(item, limit)
+            if total > limit:
+                break
+        return total
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64:
+        return value.bit_length() // 3
+    return 1
+
+
+def _check_spec(spec: str) -> str:
+    """A format spec without a huge width or precision (``{x:>999999999}`` would allocate a GB)."""
+    if re.search(r"\d{5,}", spec) or "{" in spec:
+        raise _NotStatic(f"format spec {spec[:20]!r} is not read statically")
+    return spec
 
 
 def _eval_node(node: ast.expr, env: dict[str, Any]) -> Any:  # noqa: C901 - one case per node type
@@ -663,7 +700,7 @@ def _eval_node(node: ast.expr, env: dict[str, Any]) -> Any:  # noqa: C901 - one 
             elif part.conversion == ord("a"):
                 value = ascii(value)
             spec = _eval(part.format_spec, env) if part.format_spec is not None else ""
-            parts.append(format(value, spec))
+            parts.append(format(value, _check_spec(str(spec))))
         return "".join(parts)
     if isinstance(node, (ast.List, ast.Tuple, ast.Set)):
         items = [_eval(e, env) for e in node.elts]
@@ -695,11 +732,21 @@ def _eval_call(node: ast.Call, env: dict[str, Any]) -> Any:
     kwargs = {k.arg: _eval(k.value, env) for k in node.keywords if k.arg}
     if isinstance(func, ast.Attribute) and func.attr == "dumps" and isinstance(func.value, ast.Name) \
             and func.value.id == "json" and len(args) == 1 and set(kwargs) <= _DUMPS_KEYWORDS:
+        indent = kwargs.get("indent")
+        if not (indent is None or (isinstance(indent, int) and 0 <= indent <= 16)):
+            raise _NotStatic("json.dumps with an unusual indent")
         return json.dumps(args[0], **kwargs)
     if isinstance(func, ast.Name) and func.id in ("str", "repr") and len(args) == 1 and not kwargs:
         return str(args[0]) if func.id == "str" else repr(args[0])
     if isinstance(func, ast.Attribute) and func.attr == "format":
         template = _eval(func.value, env)
+        if isinstance(template, str):
+            try:
+                fields = list(string.Formatter().parse(template))
+            except ValueError as exc:
+                raise _NotStatic(f"str.format failed: {exc}") from None
+            for _, _, spec, _ in fields:
+                _check_spec(spec or "")
         if isinstance(template, str) and all(isinstance(a, (str, int, float, bool, list, dict, tuple, type(None)))
                                              for a in [*args, *kwargs.values()]):
             try:

@@ -351,6 +351,27 @@ def test_main_examples_are_read_without_running_the_file():
     assert "2 __main__ example(s)" in warnings[0]
 
 
+def test_main_examples_cannot_make_the_host_allocate_much():
+    """Doubling a list, a huge format width, a huge json indent or nested loops are refused, not run."""
+    doubling = "\n".join(["    xs = [1, 2, 3, 4, 5, 6, 7, 8]"] + ["    xs = xs + xs"] * 40)
+    source = ("import json\nif __name__ == '__main__':\n" + doubling + "\n"
+              "    E.from_env_str('E@' + json.dumps({'xs': xs}))\n"
+              "    E.from_env_str(f'E@{{\"s\": \"{1:>999999999}\"}}')\n"
+              "    E.from_env_str('E@{{\"s\": \"{:>999999999}\"}}'.format(1))\n"
+              "    E.from_env_str('E@' + json.dumps({'a': 1}, indent=10**9))\n"
+              "    E.from_env_str('E@' + json.dumps({'a': 1}))\n"
+              "    r = [0] * 1 if False else list(range(3))\n")
+    warnings: list[str] = []
+    assert main_examples(ast.parse(source), "E", warnings) == [{"a": 1}]
+    assert "4 __main__ example(s)" in warnings[0]
+    loops = ("if __name__ == '__main__':\n    r = [" + ", ".join(map(str, range(200))) + "]\n"
+             "    for a in r:\n        for b in r:\n            for c in r:\n"
+             "                E.from_env_str('E@{}')\n")
+    warnings = []
+    assert len(main_examples(ast.parse(loops), "E", warnings)) == 1000
+    assert warnings == ["only the first 1000 __main__ examples were read"]
+
+
 def test_env_payload_is_json_when_python_reads_it_the_same():
     assert env_payload({"xs": [1, 2], "s": "a"}) == '{"xs": [1, 2], "s": "a"}'
     payload = env_payload({"flag": True, "none": None})
