@@ -9,7 +9,8 @@ could not give a verdict). veRL then scores it with its reward function; point
 1. the gym's verdict, when the loop recorded one (``extra_info["codegym_reward"]``; veRL merges the loop's
    ``extra_fields`` into ``extra_info``) — so running the function on every row gives the gym's rewards;
 2. otherwise, for ``codegym`` rows, the *last* ``Done`` call written in the response (Hermes
-   ``<tool_call>`` format) compared with the row's ``ground_truth`` (the reference answer as JSON text)
+   ``<tool_call>…</tool_call>`` format; unlike the evaluator's lenient parser, which also reads a block cut
+   off at the end of a reply, only closed blocks count here) compared with the row's ``ground_truth`` (the reference answer as JSON text)
    after a JSON round trip — the default ``check_answer`` of a gym. A gym with a more lenient custom
    check may be scored 0 here where it would have given 1: the fallback errs towards no reward;
 3. otherwise 0.0.
