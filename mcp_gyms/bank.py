@@ -301,6 +301,18 @@ class Bank:
         self.index = BankIndex(name=self.index.name, updated_at=_now(), gyms=list(self._by_id.values()))
         atomic_write(self.root / "bank.json", self.index.model_dump_json(indent=1) + "\n")
 
+    def content_digest(self, gym_id: str) -> str:
+        """A hash of one gym's content: record, code and tasks, without the verification timestamp.
+
+        Two banks hold the same gym when the digests agree (e.g. a rebuilt gym and its bundled copy)."""
+        record = self.gym(gym_id)
+        if record.verification is not None:
+            record = record.model_copy(update={"verification": record.verification.model_copy(
+                update={"verified_at": ""})})
+        blob = json.dumps([record.model_dump(mode="json"), self.code(gym_id),
+                           [t.model_dump(mode="json") for t in self.tasks(gym_id)]], sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
     @cached_property
     def digest(self) -> str:
         """A short content hash of the index (identifies a bank version)."""

@@ -6,12 +6,13 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import shutil
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from .bank import Bank, BankError
+from .bank import Bank, BankError, default_bank_path
 
 Command = Callable[[argparse.Namespace], int]
 
@@ -91,6 +92,18 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 # --- demo -------------------------------------------------------------------------------------
+def _compare_with_bundled(rebuilt: Bank) -> int:
+    """Check that every gym synthesis rebuilt is in the bundled default bank, identical (timestamps aside)."""
+    bundled = Bank.open(default_bank_path())
+    differ = [g for g in rebuilt.gym_ids if g not in bundled or rebuilt.content_digest(g) != bundled.content_digest(g)]
+    if differ:
+        print(f"the rebuilt gyms differ from the bundled default bank's: {', '.join(differ)}")
+        return 1
+    print(f"the {len(rebuilt)} rebuilt gyms are identical to their copies in the bundled default bank "
+          f"({len(bundled)} gyms; the other {len(bundled) - len(rebuilt)} were written by hand)")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """The main job end to end, offline: synthesis by replay, verification, the oracle over MCP."""
     from eval.cli import demo_table
@@ -101,8 +114,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print("== 1/3  synthesis: bundled problems -> verified gyms (offline replay of recorded LLM answers)", flush=True)
     synth = argparse.ArgumentParser(prog="codegym synth")
     pipeline.add_arguments(synth)
-    synth_status = pipeline.run(synth.parse_args(["bundled", "--replay", "bundled", "--out", str(out / "synth-bank"),
-                                                  "--quiet"]))
+    rebuilt = out / "synth-bank"
+    shutil.rmtree(rebuilt, ignore_errors=True)  # a fresh rebuild each time, not a resumed one
+    synth_status = pipeline.run(synth.parse_args(["bundled", "--replay", "bundled", "--out", str(rebuilt), "--quiet"]))
+    if synth_status == 0:
+        synth_status = _compare_with_bundled(Bank.open(rebuilt))
     print(f"\n== 2/3  verification of the bank at {bank}", flush=True)
     verify_status = cmd_verify(argparse.Namespace(paths=[bank], json=False, write=False, into=None, workers=None))
     print("\n== 3/3  every task played by the verified oracle over MCP (local streamable HTTP server)", flush=True)

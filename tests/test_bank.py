@@ -21,14 +21,15 @@ def _tasks(n: int = 3) -> list[TaskRecord]:
 
 def test_default_bank_meets_the_bar(bank: Bank):
     assert bank.root == default_bank_path()
-    assert len(bank) >= 8
+    assert len(bank) >= 30
+    assert sum(bank.gym(g).provenance.source == "bundled" for g in bank.gym_ids) >= 20  # rebuilt by `codegym synth`
     for summary in bank.index.gyms:
         assert summary.verified, summary.id
         assert summary.tools >= 4
         assert summary.tasks >= 10
         assert all(summary.difficulty[d] > 0 for d in ("easy", "medium", "hard"))
         record = bank.gym(summary.id)
-        assert record.provenance.source == "codegym-team"
+        assert record.provenance.source in ("codegym-team", "bundled")  # by hand, or synthesized from our problems
         assert record.verification and record.verification.verified
         for task in bank.tasks(summary.id):
             assert task.oracle_steps is not None and 10 <= task.oracle_steps <= 256
@@ -51,6 +52,22 @@ def test_round_trip_and_lookup(tmp_path):
     with pytest.raises(BankError, match="no gym 'nope'"):
         again.gym("nope")
     assert not list((tmp_path / "b").rglob("*.tmp"))  # atomic writes leave no temp files
+
+
+def test_content_digest_ignores_only_the_verification_time(tmp_path):
+    from mcp_gyms.bank import VerificationReport
+
+    def bank_with(name: str, verified_at: str, tasks: list[TaskRecord]) -> Bank:
+        bank = Bank.create(tmp_path / name)
+        report = VerificationReport(verified=True, verified_at=verified_at, tasks_total=len(tasks))
+        bank.put_gym(_record().model_copy(update={"verification": report}), "class G: pass\n", tasks)
+        return bank
+
+    first = bank_with("a", "2026-01-01T00:00:00+00:00", _tasks())
+    assert first.content_digest("g1") == bank_with("b", "2026-02-02T00:00:00+00:00", _tasks()).content_digest("g1")
+    changed = _tasks()
+    changed[1] = changed[1].model_copy(update={"oracle_steps": 99})
+    assert first.content_digest("g1") != bank_with("c", "2026-01-01T00:00:00+00:00", changed).content_digest("g1")
 
 
 def test_bad_records_are_named(tmp_path):
