@@ -35,13 +35,17 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from mcp_gyms.files import atomic_write
 
+from .errors import TransientError
+
 __all__ = ["CacheMiss", "LLMClient", "LLMConfig", "LLMError", "ResponseCache", "Sampling", "Usage", "strip_think"]
 
 Message = dict[str, str]
 
 
-class LLMError(RuntimeError):
-    """The endpoint could not give an answer (after retries, or for a non-retryable error)."""
+class LLMError(TransientError):
+    """The endpoint could not give an answer (after retries, or for a non-retryable error).
+
+    Transient for the pipeline: the problem is left incomplete and a rerun asks again."""
 
 
 class CacheMiss(LLMError):

@@ -8,11 +8,19 @@ Usage::
 ``kodcode:PATH``, ``kodcode-hf``, ``jsonl:PATH`` or a path. Each problem goes through the stages of
 :mod:`synthesis.stages` (step 0, gym, inputs, oracle, verify; difficulty when a filter is given).
 
+Stage 4 (``--difficulty-model MODEL``) keeps the tasks MODEL solves in at most ``--difficulty-max-solved``
+(1) of ``--difficulty-tries`` (4) episodes, played by the evaluator with its openai policy against a
+local gym server (:mod:`synthesis.difficulty`). The endpoint is ``--difficulty-base-url`` (default: the
+synthesis endpoint; required with ``--replay``), the key ``$CODEGYM_DIFFICULTY_API_KEY`` (else the
+synthesis LLM's variables); it is never written anywhere. The evaluator's outputs stay in
+``WORK/difficulty/<gym_id>/eval``. Endpoint trouble leaves the problem incomplete, like any LLM error.
+
 How a run is organised:
 
 - **Work folder** (``--work``, default ``BANK/synthesis``): ``state/<gym_id>.json`` per problem
   (rewritten atomically after each stage), ``llm-cache/`` (unless ``--cache``/``--replay`` point
-  elsewhere) and the report (``report.md``, ``report.json``, ``report.png``).
+  elsewhere), ``difficulty/`` (stage 4's evaluations) and the report (``report.md``, ``report.json``,
+  ``report.png``).
 - **Resumable.** Kill the run at any moment and start the same command again: finished stages are
   read back, not redone; LLM answers come from the cache, so nothing is paid twice. The bank is
   assembled at the end from the stored states, in source order, so it equals an uninterrupted run's
@@ -23,7 +31,11 @@ How a run is organised:
   when some hit a transient error (endpoint down, replay cache miss) and a rerun would continue them;
   2 for bad input.
 
-Ray fan-out (``--ray``) is not implemented; the sandbox stages scale with ``--workers`` on one machine.
+**Ray** (``--ray ADDRESS``, ``auto`` or ``local``): the sandbox stages fan out over a Ray cluster
+(:mod:`synthesis.ray_pools`) — actors on every node, each with ``--workers`` workers per pool (default:
+its CPUs, at most 16); ``--jobs`` then defaults to twice the cluster's workers. The LLM calls, state
+files and bank stay on this machine. A lost node or actor leaves its problems incomplete (exit status
+1) and the run goes on with the rest; the same command run again continues them.
 """
 
 from __future__ import annotations
@@ -41,9 +53,11 @@ from pydantic import ValidationError
 
 from mcp_gyms.bank import Bank, BankError, slug
 
+from .errors import transient_cause
 from .llm import LLMClient, LLMConfig, LLMError, ResponseCache
 from .progress import StageProgress
 from .prompting import prompts_digest
+from .ray_pools import ClusterError
 from .report import SynthReport, build_report, write_report
 from .sources import Problem, SourceError, load_problems
 from .stages import STAGE_FUNCTIONS, Context, DifficultyFilter, Pools, SynthConfig
@@ -67,8 +81,9 @@ def gym_ids(problems: list[Problem]) -> list[str]:
     return ids
 
 
-def fingerprint(problem: Problem, model: str | None, config: SynthConfig, difficulty: bool) -> str:
-    """What a stored state must match to be reused: problem, model, settings, prompts, difficulty filter."""
+def fingerprint(problem: Problem, model: str | None, config: SynthConfig, difficulty: bool | str) -> str:
+    """What a stored state must match to be reused: problem, model, settings, prompts, difficulty filter
+    (False without one; else its ``identity`` when it has one, so another reference model starts over)."""
     blob = json.dumps([problem.fingerprint, problem.id, problem.source, model, config.model_dump(mode="json"),
                        prompts_digest(), difficulty])
     return hashlib.sha256(blob.encode()).hexdigest()[:24]
@@ -82,17 +97,21 @@ async def synthesize(
     llm: LLMClient | None,
     config: SynthConfig | None = None,
     workers: int | None = None,
-    jobs: int = 8,
+    jobs: int | None = None,
     until: str | None = None,
     progress: bool = False,
     difficulty_filter: DifficultyFilter | None = None,
     source: str = "",
+    ray: str | None = None,
 ) -> SynthReport:
     """Run the pipeline on ``problems``; write verified gyms to the bank at ``out`` and the report to ``work``.
 
     ``until`` stops after a stage (``tests`` needs no LLM). Problems whose stored state (in
     ``work/state``) matches the current fingerprint resume where they stopped. Returns the report
-    (also written to ``work``). Raises :class:`SynthError` for unusable arguments."""
+    (also written to ``work``). ``ray`` (an address, ``auto`` or ``local``) runs the sandbox work on
+    that Ray cluster, ``workers`` per pool per actor; ``jobs`` (problems in flight) defaults to twice
+    the sandbox workers per pool, at least 4. Raises :class:`SynthError` for unusable arguments (and
+    a Ray cluster that cannot be used)."""
     config = config or SynthConfig()
     work = work or out / "synthesis"
     stages = tuple(s for s in STAGES if s != "difficulty" or difficulty_filter is not None)
@@ -105,23 +124,29 @@ async def synthesize(
     ids = gym_ids(problems)
     model = llm.model if llm is not None else None
     store = StateStore(work / "state")
+    difficulty_id: bool | str = False if difficulty_filter is None else getattr(difficulty_filter, "identity", True)
 
     def load_states() -> list[ProblemState]:
         store.remove_stale_temp_files()
         states = []
         for problem, gym_id in zip(problems, ids):
-            fp = fingerprint(problem, model, config, difficulty_filter is not None)
+            fp = fingerprint(problem, model, config, difficulty_id)
             states.append(store.load(gym_id, fp) or ProblemState(problem_id=problem.id, gym_id=gym_id, fingerprint=fp))
         return states
 
     states = await anyio.to_thread.run_sync(load_states)
 
     started = time.monotonic()
+    try:
+        pools = Pools.create(config, workers, ray=ray)
+    except ClusterError as exc:
+        raise SynthError(str(exc)) from None
     bars = StageProgress(stages, progress)
     for state in states:
         bars.replay(state)
     incomplete: dict[str, str] = {}
-    pools = Pools.create(config, workers)
+    if jobs is None:
+        jobs = max(4, 2 * len(pools.gyms.slots))
     limiter = anyio.Semaphore(max(1, jobs))
 
     async def process(problem: Problem, state: ProblemState) -> None:
@@ -134,8 +159,11 @@ async def synthesize(
                     continue
                 try:
                     result = await STAGE_FUNCTIONS[stage](ctx)
-                except LLMError as exc:
-                    incomplete[problem.id] = f"{stage}: {exc}"
+                except Exception as exc:  # transient trouble (LLM, lost sandbox node) leaves it incomplete
+                    cause = transient_cause(exc)
+                    if cause is None:
+                        raise
+                    incomplete[problem.id] = f"{stage}: {cause}"
                     return
                 state.results[stage] = result
                 await anyio.to_thread.run_sync(store.save, state)
@@ -155,11 +183,12 @@ async def synthesize(
                     tg.start_soon(process, problem, state)
     finally:
         bars.close()
-        sandbox_stats = {name: vars(getattr(pools, name).stats).copy() for name in ("tests", "reference", "gyms")}
+        sandbox_stats = {"where": pools.where,
+                         **{name: vars(getattr(pools, name).stats).copy() for name in ("tests", "reference", "gyms")}}
         with anyio.CancelScope(shield=True):
             await pools.aclose()
 
-    verified = [s for s in states if s.verified]
+    verified = [s for s in states if s.verified and s.finished(stages)]  # not one whose stage 4 is pending
     if verified:
         await anyio.to_thread.run_sync(_assemble, out, verified)
     report = build_report(source, model, list(states), stages, incomplete,
@@ -211,11 +240,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="wall time of one oracle run on one task (default 30 s)")
     stage.add_argument("--until", choices=[s for s in STAGES if s != "difficulty"], default=None,
                        help="stop after this stage (--until tests runs step 0 only and needs no LLM)")
-    stage.add_argument("--difficulty-model", default=None, metavar="MODEL",
-                       help="stage 4: keep tasks MODEL solves <= 1 of 4 times (needs the evaluator; see --help)")
+    hard = parser.add_argument_group("difficulty filter (stage 4, optional)")
+    hard.add_argument("--difficulty-model", default=None, metavar="MODEL",
+                      help="keep the tasks MODEL solves in at most --difficulty-max-solved of --difficulty-tries "
+                           "episodes, played by the evaluator; the key comes from $CODEGYM_DIFFICULTY_API_KEY, "
+                           "else the synthesis LLM's variables")
+    hard.add_argument("--difficulty-base-url", default=None, metavar="URL",
+                      help="OpenAI-compatible endpoint of MODEL (default: the synthesis endpoint; required "
+                           "with --replay)")
+    hard.add_argument("--difficulty-tries", type=int, default=4, metavar="N", help="episodes per task (default 4)")
+    hard.add_argument("--difficulty-max-solved", type=int, default=1, metavar="N",
+                      help="keep a task solved at most N times (default 1)")
+    hard.add_argument("--difficulty-parallel", type=int, default=2, metavar="N",
+                      help="gyms evaluated at once, each with its own local gym server (default 2)")
+    hard.add_argument("--difficulty-concurrency", type=int, default=32, metavar="N",
+                      help="episodes in flight per gym evaluation (default 32)")
     run_group = parser.add_argument_group("run")
-    run_group.add_argument("--workers", type=int, default=None, help="sandbox workers per pool (default: CPU count)")
-    run_group.add_argument("--jobs", type=int, default=None, help="problems in flight (default: 2 x CPU count, >= 4)")
+    run_group.add_argument("--workers", type=int, default=None, help="sandbox workers per pool (default: CPU count); "
+                           "with --ray, per pool of each actor (default: its CPUs, at most 16)")
+    run_group.add_argument("--jobs", type=int, default=None, help="problems in flight (default: 2 x sandbox workers "
+                           "per pool, >= 4)")
+    run_group.add_argument("--ray", default=None, metavar="ADDRESS",
+                           help="run the sandbox stages on a Ray cluster: HOST:PORT of its head node, auto (the "
+                                "cluster `ray start` made this machine part of) or local (a private one-machine "
+                                "instance); needs the ray package")
     run_group.add_argument("--quiet", action="store_true", help="no progress bars")
     run_group.add_argument("--json", action="store_true", help="print the report as JSON")
 
@@ -270,12 +318,37 @@ def _summary(report: SynthReport, out: Path, work: Path) -> str:
     return "\n".join(lines)
 
 
+def _difficulty_filter(args: argparse.Namespace, work: Path, llm_config: LLMConfig | None) -> DifficultyFilter | None:
+    """Stage 4's evaluator from the ``--difficulty-*`` options (None without ``--difficulty-model``).
+
+    The endpoint defaults to the synthesis LLM's; a replay (offline) must name one. The key is read
+    from the environment (:data:`synthesis.difficulty.API_KEY_VARIABLES`) and stays in memory."""
+    if not args.difficulty_model:
+        return None
+    from .difficulty import DifficultyModel, EvaluatorDifficulty, api_key_from_env
+
+    for option, low in (("tries", 1), ("max_solved", 0), ("parallel", 1), ("concurrency", 1)):
+        value = getattr(args, f"difficulty_{option}")
+        if value < low:
+            raise SynthError(f"--difficulty-{option.replace('_', '-')} must be at least {low} (got {value})")
+    if args.difficulty_max_solved >= args.difficulty_tries:
+        raise SynthError(f"--difficulty-max-solved {args.difficulty_max_solved} would keep every task: it must be "
+                         f"less than --difficulty-tries ({args.difficulty_tries})")
+    base_url = args.difficulty_base_url
+    if base_url is None:
+        if args.replay is not None:
+            raise SynthError("--difficulty-model with --replay needs --difficulty-base-url: the replay is offline, "
+                             "but the reference model is played live")
+        base_url = llm_config.base_url if llm_config is not None else None
+    settings = DifficultyModel(model=args.difficulty_model, base_url=base_url, api_key=api_key_from_env(),
+                               concurrency=args.difficulty_concurrency, max_retries=args.max_retries,
+                               workers=args.workers or min(4, os.cpu_count() or 1))
+    return EvaluatorDifficulty(settings, work / "difficulty", parallel=args.difficulty_parallel)
+
+
 def run(args: argparse.Namespace) -> int:
     """Entry point of ``codegym synth``."""
     try:
-        if args.difficulty_model:
-            raise SynthError("--difficulty-model needs the evaluator's model policy, which this build does not "
-                             "provide yet; from Python, pass synthesize(..., difficulty_filter=...)")
         for name in ("limit", "workers", "jobs", "k", "concurrency"):
             value = getattr(args, name)
             if value is not None and value < (0 if name == "k" else 1):
@@ -285,18 +358,18 @@ def run(args: argparse.Namespace) -> int:
             raise SynthError(f"{args.source}: no problems")
         work = args.work or args.out / "synthesis"
         llm_config = _llm_config(args, work)
+        difficulty = _difficulty_filter(args, work, llm_config)
         config = SynthConfig(k=args.k, use_gym_solve=not args.no_gym_solve, gym_temperature=args.gym_temperature,
                              inputs_temperature=args.inputs_temperature, solve_temperature=args.solve_temperature,
-                             max_tokens=args.max_tokens, oracle_timeout_s=args.oracle_timeout)
-        cores = os.cpu_count() or 1
-        jobs = args.jobs or max(4, 2 * cores)
-
+                             max_tokens=args.max_tokens, oracle_timeout_s=args.oracle_timeout,
+                             difficulty_tries=args.difficulty_tries, difficulty_max_solved=args.difficulty_max_solved)
         async def main() -> SynthReport:
             llm = LLMClient(llm_config) if llm_config is not None else None
             try:
                 return await synthesize(problems, out=args.out, work=work, llm=llm, config=config,
-                                        workers=args.workers, jobs=jobs, until=args.until,
-                                        progress=not (args.quiet or args.json), source=args.source)
+                                        workers=args.workers, jobs=args.jobs, until=args.until, ray=args.ray,
+                                        progress=not (args.quiet or args.json), difficulty_filter=difficulty,
+                                        source=args.source)
             finally:
                 if llm is not None:
                     await llm.aclose()

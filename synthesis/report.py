@@ -58,7 +58,7 @@ class SynthReport(BaseModel):
     tasks: int
     rows: list[ProblemRow]
     llm_usage: dict[str, Any] = Field(default_factory=dict)
-    sandbox: dict[str, Any] = Field(default_factory=dict)
+    sandbox: dict[str, Any] = Field(default_factory=dict, description="where: local or ray (...); per pool: counters")
     elapsed_s: float = 0.0
 
 
@@ -93,7 +93,7 @@ def build_report(source: str, model: str | None, states: list[ProblemState | Non
                 y.reasons[result.code] = y.reasons.get(result.code, 0) + 1
                 break
         dropped = state.dropped
-        if state.verified and state.record is not None:
+        if state.verified and state.record is not None and state.finished(stages):  # stage 4 done, when it runs
             tools.append(len(state.record.tools))
             steps += [t.oracle_steps for t in state.tasks if t.oracle_steps is not None]
             rows.append(ProblemRow(problem_id=state.problem_id, gym_id=state.gym_id, verdict="verified",
@@ -128,6 +128,8 @@ def render_markdown(report: SynthReport) -> str:
     out.append(f"Model: `{report.model}` · problems: {report.problems} · verified gyms: **{report.verified}** · "
                f"tasks: {report.tasks} · incomplete (rerun to resume): {report.incomplete} · "
                f"time: {report.elapsed_s:.1f} s")
+    if report.sandbox.get("where"):
+        out += ["", f"Sandbox: {report.sandbox['where']}"]
     out += ["", "## Yield per stage", "", "| stage | entered | passed | dropped | yield | drop reasons |",
             "|---|---:|---:|---:|---:|---|"]
     for y in report.stages:

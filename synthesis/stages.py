@@ -3,7 +3,8 @@
 Every stage takes a :class:`Context` (one problem, its state, the shared LLM client and sandbox pools)
 and returns a :class:`~synthesis.state.StageResult`: passed, or dropped with a ``code`` (a category
 for the report) and a ``reason`` a person can act on. A stage raises only for *transient* trouble
-(:class:`~synthesis.llm.LLMError`: endpoint down, replay cache miss), which the pipeline does not store.
+(:class:`~synthesis.errors.TransientError`: LLM endpoint down, replay cache miss, a Ray sandbox node
+lost), which the pipeline does not store.
 
 - ``tests`` (step 0) — the problem's own tests pass against its reference solution, in the sandbox.
 - ``gym`` (stage 1) — one-shot prompt -> task text + gym code; extraction and format checks; the gym
@@ -18,7 +19,9 @@ for the report) and a ``reason`` a person can act on. A stage raises only for *t
 - ``verify`` — :func:`synthesis.verify.verify_gym`, the stable checks ``codegym verify`` runs, on the
   assembled gym; its report goes into the bank record.
 - ``difficulty`` (stage 4, optional) — keep tasks a reference model solves at most ``max_solved`` of
-  ``tries`` times. Needs a :class:`DifficultyFilter` (an evaluator); off by default.
+  ``tries`` times; the gym is dropped (``too_easy``) when it solves them all more often. Needs a
+  :class:`DifficultyFilter`: :class:`synthesis.difficulty.EvaluatorDifficulty` plays the gym with the
+  evaluator (``codegym synth --difficulty-model``); off by default.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import json
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 from pydantic import BaseModel, ConfigDict, Field
@@ -43,7 +46,10 @@ from .sources import Problem
 from .state import CandidateResult, InputResult, ProblemState, StageResult
 from .verify import MAX_STEPS, MIN_STEPS, MIN_TOOLS, REFERENCE_LIMITS, GymSource, verify_gym
 
-__all__ = ["Context", "DifficultyFilter", "Pools", "STAGE_FUNCTIONS", "SynthConfig"]
+if TYPE_CHECKING:
+    from .ray_pools import RayCluster, RemotePool
+
+__all__ = ["Context", "DifficultyFilter", "DifficultyOutcome", "Pools", "STAGE_FUNCTIONS", "SynthConfig"]
 
 
 class SynthConfig(BaseModel):
@@ -76,31 +82,64 @@ class SynthConfig(BaseModel):
 class Pools:
     """The sandbox pools the stages share: problem tests, reference answers (3 s, 100 MiB), gyms."""
 
-    tests: SandboxPool
-    reference: SandboxPool
-    gyms: SandboxPool
+    tests: SandboxPool | RemotePool
+    reference: SandboxPool | RemotePool
+    gyms: SandboxPool | RemotePool
+    cluster: RayCluster | None = None  # the Ray actors behind remote pools
 
     @classmethod
-    def create(cls, config: SynthConfig, workers: int | None) -> Pools:
-        return cls(
-            tests=SandboxPool(workers, SandboxLimits(time_s=config.test_time_s, memory_mb=config.test_memory_mb)),
-            reference=SandboxPool(workers, SandboxLimits(time_s=config.reference_time_s,
-                                                         memory_mb=config.reference_memory_mb)),
-            gyms=SandboxPool(workers, SandboxLimits(time_s=config.gym_time_s, memory_mb=config.gym_memory_mb)),
-        )
+    def create(cls, config: SynthConfig, workers: int | None, ray: str | None = None) -> Pools:
+        """Local pools of ``workers`` processes each (default: the CPU count), or with ``ray`` (an address,
+        ``auto`` or ``local``) pools spread over that Ray cluster, ``workers`` per pool per actor
+        (:mod:`synthesis.ray_pools`; raises its ``ClusterError`` when the cluster cannot be used)."""
+        limits = {"tests": SandboxLimits(time_s=config.test_time_s, memory_mb=config.test_memory_mb),
+                  "reference": SandboxLimits(time_s=config.reference_time_s, memory_mb=config.reference_memory_mb),
+                  "gyms": SandboxLimits(time_s=config.gym_time_s, memory_mb=config.gym_memory_mb)}
+        if ray is not None:
+            from .ray_pools import RayCluster
+
+            cluster = RayCluster.start(ray, limits, workers)
+            return cls(**cluster.pools, cluster=cluster)
+        return cls(**{name: SandboxPool(workers, limit) for name, limit in limits.items()})
+
+    @property
+    def where(self) -> str:
+        """Where sandbox work runs, for the report: ``local (N workers per pool)`` or ``ray (...)``."""
+        if self.cluster is not None:
+            return self.cluster.where
+        return f"local ({len(self.gyms.slots)} workers per pool)"
 
     async def aclose(self) -> None:
         for pool in (self.tests, self.reference, self.gyms):
             await pool.aclose()
+        if self.cluster is not None:
+            await self.cluster.aclose()
+
+
+class DifficultyOutcome(BaseModel):
+    """What a :class:`DifficultyFilter` found: successes per task id, and details for the stage record
+    (where the evaluator's outputs are, how the episodes ended, ...; JSON-serialisable)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    solved: dict[str, int]
+    details: dict[str, Any] = Field(default_factory=dict)
 
 
 class DifficultyFilter(Protocol):
     """Stage 4's evaluator: how often a reference model solves each task.
 
     Called with the verified gym and ``tries``; returns task id -> number of successful episodes
-    (out of ``tries``). An implementation plays the gym over MCP with the evaluator's model policy."""
+    (out of ``tries``; a missing task counts 0), or a :class:`DifficultyOutcome` that adds details.
+    An implementation plays the gym over MCP with the evaluator's model policy
+    (:class:`synthesis.difficulty.EvaluatorDifficulty`). It raises :class:`~synthesis.llm.LLMError`
+    when it cannot tell (endpoint down, episodes lost to infrastructure errors): the problem is then
+    left incomplete and a rerun tries again.
 
-    async def __call__(self, gym: GymSource, tries: int) -> dict[str, int]: ...
+    An optional ``identity`` attribute (a string) names what decides the counts (model, sampling);
+    it goes into the resume fingerprint, so another reference model does not reuse stored verdicts."""
+
+    async def __call__(self, gym: GymSource, tries: int) -> dict[str, int] | DifficultyOutcome: ...
 
 
 @dataclass
@@ -406,18 +445,22 @@ async def stage_difficulty(ctx: Context) -> StageResult:
     state, cfg = ctx.state, ctx.config
     assert ctx.difficulty_filter is not None and state.record is not None and state.code is not None
     source = GymSource(state.record, state.code, state.tasks, f"synthesis:{ctx.problem.id}")
-    solved = await ctx.difficulty_filter(source, cfg.difficulty_tries)
+    outcome = await ctx.difficulty_filter(source, cfg.difficulty_tries)
+    if not isinstance(outcome, DifficultyOutcome):
+        outcome = DifficultyOutcome(solved=outcome)
+    solved = outcome.solved
     kept = [t for t in state.tasks if solved.get(t.id, 0) <= cfg.difficulty_max_solved]
     dropped = {t.id: f"solved {solved.get(t.id, 0)}/{cfg.difficulty_tries}" for t in state.tasks if t not in kept}
+    details = {**outcome.details, "dropped_tasks": dropped}
     if not kept:
         return _dropped("difficulty", "too_easy", f"the reference model solves every task more than "
-                        f"{cfg.difficulty_max_solved} of {cfg.difficulty_tries} times", dropped_tasks=dropped)
+                        f"{cfg.difficulty_max_solved} of {cfg.difficulty_tries} times", **details)
     state.tasks = kept
     if state.record.verification is not None:
         report = state.record.verification
         state.record = state.record.model_copy(update={"verification": report.model_copy(update={
             "tasks_kept": len(kept), "dropped_tasks": {**report.dropped_tasks, **dropped}})})
-    return _passed("difficulty", dropped_tasks=dropped)
+    return _passed("difficulty", **details)
 
 
 STAGE_FUNCTIONS: dict[str, Callable[[Context], Awaitable[StageResult]]] = {

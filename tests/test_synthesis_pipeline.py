@@ -237,8 +237,13 @@ def test_cli_reports_bad_input_clearly(tmp_path):
     problems = write_problems(tmp_path, ["good"])
     result = cli(str(problems), "--out", str(tmp_path / "b"), "--replay", str(tmp_path / "empty"))
     assert result.returncode == 2 and "pass --model" in result.stderr
-    result = cli(str(problems), "--out", str(tmp_path / "b"), "--difficulty-model", "m")
-    assert result.returncode == 2 and "evaluator" in result.stderr
+    # stage 4 plays the reference model live: a replay must say where it is
+    result = cli(str(problems), "--out", str(tmp_path / "b"), "--replay", str(tmp_path / "empty"), "--model", "m",
+                 "--difficulty-model", "m")
+    assert result.returncode == 2 and "needs --difficulty-base-url" in result.stderr
+    result = cli(str(problems), "--out", str(tmp_path / "b"), "--difficulty-model", "m", "--difficulty-tries", "2",
+                 "--difficulty-max-solved", "2", "--until", "tests")
+    assert result.returncode == 2 and "--difficulty-max-solved 2 would keep every task" in result.stderr
     result = cli(str(problems), "--out", str(tmp_path / "b"), "--limit", "0")
     assert result.returncode == 2 and "--limit" in result.stderr
     # a replay that misses the cache leaves the problem incomplete (exit 1) rather than dropping it
