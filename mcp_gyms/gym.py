@@ -37,7 +37,6 @@ The episode rules (step budget, error observations, trial then overwrite) are en
 from __future__ import annotations
 
 import copy
-import functools
 import inspect
 import json
 import random
@@ -52,6 +51,8 @@ from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 __all__ = ["Gym", "tool", "ToolSpec", "GymSpec", "Call", "strip_examples", "normalise_answer"]
 
 _TOOL_MARK = "__codegym_tool__"
+_SPEC_ATTR = "__codegym_spec__"  # a gym class's checked GymSpec, cached on the class itself
+_CONTAINERS_ATTR = "__codegym_containers__"
 OBSERVE = "Observe"
 DONE = "Done"
 
@@ -245,13 +246,13 @@ class GymSpec:
     gym_class: type[Gym]
     tools: dict[str, ToolSpec]
 
-    _cache: ClassVar[dict[type, GymSpec]] = {}
 
     @classmethod
     def of(cls, gym_class: type[Gym]) -> GymSpec:
         """Introspect (once) and check a gym class. Raises ``TypeError`` naming a contract violation."""
-        if gym_class in cls._cache:
-            return cls._cache[gym_class]
+        cached = vars(gym_class).get(_SPEC_ATTR) if isinstance(gym_class, type) else None
+        if isinstance(cached, GymSpec):
+            return cached
         if not (isinstance(gym_class, type) and issubclass(gym_class, Gym)):
             raise TypeError(f"{gym_class!r} is not a subclass of mcp_gyms.Gym")
         for method in ("setup", "observe", "reference_answer", "solve"):
@@ -281,7 +282,7 @@ class GymSpec:
         done_doc = _DONE_DOC + (f" {gym_class.answer_doc}" if gym_class.answer_doc else "")
         tools[DONE] = _spec_from_function(DONE, done_signature, done_doc)
         spec = cls(gym_class=gym_class, tools=tools)
-        cls._cache[gym_class] = spec
+        setattr(gym_class, _SPEC_ATTR, spec)  # on the class, so it goes when the class goes (no global cache)
         return spec
 
     def public_tools(self) -> list[dict[str, Any]]:
@@ -289,9 +290,11 @@ class GymSpec:
         return [t.public() for t in self.tools.values()]
 
 
-@functools.cache
 def _class_containers(gym_class: type) -> tuple[tuple[str, Any], ...]:
     """The mutable containers a gym class (or a base of it below :class:`Gym`) defines at class level."""
+    cached = vars(gym_class).get(_CONTAINERS_ATTR)
+    if isinstance(cached, tuple):
+        return cached
     found: dict[str, Any] = {}
     for klass in gym_class.__mro__:
         if klass is Gym:
@@ -299,7 +302,9 @@ def _class_containers(gym_class: type) -> tuple[tuple[str, Any], ...]:
         for name, value in vars(klass).items():
             if name not in found and not name.startswith("__"):
                 found[name] = value
-    return tuple((n, v) for n, v in found.items() if isinstance(v, (list, dict, set, bytearray)))
+    containers = tuple((n, v) for n, v in found.items() if isinstance(v, (list, dict, set, bytearray)))
+    setattr(gym_class, _CONTAINERS_ATTR, containers)
+    return containers
 
 
 def _observe_signature(self: Any) -> None:

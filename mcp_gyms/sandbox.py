@@ -35,7 +35,7 @@ import subprocess
 import sys
 import tempfile
 import uuid
-from collections import deque
+from collections import Counter, OrderedDict, deque
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -56,6 +56,8 @@ _STARTUP_TIMEOUT_S = 60.0
 _MAX_REPLAY_S = 120.0  # every replayed call once finished within the limit; this only bounds the worst case
 _SLACK_S = 0.5  # IPC allowance on top of a limit; the error still comes within limit + 1 s
 _BATCH_CALLS = 64  # most calls written to a worker in one go
+_MAX_LOADED_GYMS = 128  # gym classes one worker keeps; beyond, the least recently used without episodes go
+_MAX_DESCRIPTIONS = 4096  # gym descriptions a pool remembers (a long synthesis run meets many gyms)
 _BATCH_BYTES = 32 * 1024  # ... and most bytes: well under a pipe's buffer, so writing a batch never blocks
 
 
@@ -176,8 +178,9 @@ class _Slot:
         self.process: Process | None = None
         self.reader: BufferedByteReceiveStream | None = None
         self.generation = 0
-        self.loaded: set[str] = set()
+        self.loaded: OrderedDict[str, None] = OrderedDict()  # gyms loaded in the worker, least recently used first
         self.episodes = 0
+        self.in_use: Counter[str] = Counter()  # gym key -> open episodes on this slot
         self.lock = anyio.Lock()
         self.next_id = 1
         self.tmpdir: str | None = None
@@ -207,7 +210,7 @@ class _Slot:
         )
         self.reader = BufferedByteReceiveStream(self.process.stdout)  # type: ignore[arg-type]
         self.generation += 1
-        self.loaded = set()
+        self.loaded = OrderedDict()
         with anyio.move_on_after(_STARTUP_TIMEOUT_S):
             try:
                 self.hello = (await self._receive()).get("hello", {})
@@ -220,7 +223,7 @@ class _Slot:
 
     async def _kill(self) -> None:
         process, self.process, self.reader = self.process, None, None
-        self.loaded = set()
+        self.loaded = OrderedDict()
         if process is not None:
             with anyio.CancelScope(shield=True):
                 try:
@@ -303,16 +306,41 @@ class _Slot:
         if self.process is not None and self.process.returncode is not None:
             await self._replace()
 
+    def attach(self, gym: GymCode) -> None:
+        """Count an episode of ``gym`` as open on this slot (its class stays loaded while it is)."""
+        self.episodes += 1
+        self.in_use[gym.key] += 1
+
+    def detach(self, gym: GymCode) -> None:
+        self.episodes -= 1
+        self.in_use[gym.key] -= 1
+        if self.in_use[gym.key] <= 0:
+            del self.in_use[gym.key]
+
     async def _ensure_loaded(self, gym: GymCode) -> dict[str, Any] | None:
         if self.process is not None and gym.key in self.loaded:
+            self.loaded.move_to_end(gym.key)
             return None
         reply = await self._exchange({"op": "load", "key": gym.key, "code": gym.code, "class_name": gym.class_name},
                                      self.pool.limits.time_s * 2)
         if not reply.get("ok"):
             raise SandboxError(f"gym {gym.class_name} failed to load: {reply.get('error')}")
-        self.loaded.add(gym.key)
-        self.pool._descriptions.setdefault(gym.key, reply)
+        self.loaded[gym.key] = None
+        self.pool._remember(gym.key, reply)
+        await self._unload_surplus(gym.key)
         return reply
+
+    async def _unload_surplus(self, keep: str) -> None:
+        """Past :data:`_MAX_LOADED_GYMS`, unload the least recently used gyms without open episodes here,
+        so a worker that meets thousands of gyms (synthesis, a large bank) does not fill its memory."""
+        surplus = len(self.loaded) - _MAX_LOADED_GYMS
+        if surplus <= 0:
+            return
+        evict = [k for k in self.loaded if k != keep and not self.in_use.get(k)][:surplus]
+        if evict:
+            await self._exchange({"op": "unload", "keys": evict}, self.pool.limits.time_s)
+            for key in evict:
+                del self.loaded[key]
 
     async def _ensure_episode(self, ep: SandboxEpisode) -> None:
         """Make sure ``ep`` lives in the current worker: open it, replaying its committed calls."""
@@ -476,7 +504,7 @@ class SandboxPool:
         self.limits = limits or SandboxLimits()
         self.slots = [_Slot(self, i) for i in range(max(1, workers or os.cpu_count() or 1))]
         self.stats = PoolStats()
-        self._descriptions: dict[str, dict[str, Any]] = {}
+        self._descriptions: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self._closed = False
         self._rr = 0
 
@@ -509,12 +537,17 @@ class SandboxPool:
             raise SandboxError(f"{what} of {gym.class_name} failed: {reply.get('error')}")
         return reply
 
+    def _remember(self, key: str, description: dict[str, Any]) -> None:
+        self._descriptions.setdefault(key, description)
+        while len(self._descriptions) > _MAX_DESCRIPTIONS:
+            self._descriptions.popitem(last=False)
+
     async def describe(self, gym: GymCode) -> dict[str, Any]:
         """Load the gym in a worker; return ``{"tools": [...], "max_steps": n}``. Raises SandboxError."""
         if gym.key not in self._descriptions:
-            reply = await self._request({"op": "ping"}, gym, self.limits.time_s, "loading")
-            self._descriptions.setdefault(gym.key, reply)
-        described = self._descriptions[gym.key]
+            reply = await self._request({"op": "describe", "key": gym.key}, gym, self.limits.time_s, "loading")
+            self._remember(gym.key, reply)
+        described = self._descriptions.get(gym.key) or reply
         return {"tools": described["tools"], "max_steps": described["max_steps"]}
 
     async def reference_answer(self, gym: GymCode, task: dict[str, Any]) -> Any:
@@ -557,14 +590,14 @@ class SandboxPool:
         described = await self.describe(gym)
         slot = self._slot()
         ep = SandboxEpisode(self, slot, gym, task, seed, max_steps or described["max_steps"])
-        slot.episodes += 1
+        slot.attach(gym)
         try:
             await slot.open_episode(ep)
         except _WorkerLost as exc:
-            slot.episodes -= 1
+            slot.detach(gym)
             raise SandboxError(f"could not open an episode of {gym.class_name}: {exc}") from None
         except BaseException:
-            slot.episodes -= 1
+            slot.detach(gym)
             raise
         return ep
 
@@ -668,5 +701,5 @@ class SandboxEpisode:
             if self.closed:
                 return
             self.closed = True
-            self.slot.episodes -= 1
+            self.slot.detach(self.gym)
             await self.slot.close_episode(self)

@@ -4,7 +4,9 @@ Started by :mod:`mcp_gyms.sandbox` (never by hand). It talks to its host over tw
 descriptors (its original stdin/stdout, moved aside; fds 0-2 then point at /dev/null and Python's
 ``print`` goes nowhere). Each message is a 4-byte big-endian length plus a JSON object. Requests::
 
-    {"id": n, "op": "load",      "key": k, "code": "...", "class_name": "..."}   -> {"tools": [...]}
+    {"id": n, "op": "load",      "key": k, "code": "...", "class_name": "..."}   -> {"tools": [...], "max_steps": m}
+    {"id": n, "op": "describe",  "key": k}                                         -> {"tools": [...], "max_steps": m}
+    {"id": n, "op": "unload",    "keys": [k, ...]}                                 -> {"classes": n}
     {"id": n, "op": "open",      "key": k, "ep": e, "task": {...}, "seed": s, "max_steps": m,
                                  "replay": [[tool, args_json], ...], "steps": n}
     {"id": n, "op": "call",      "ep": e, "tool": t, "args": "{...}"}             -> {"result": StepResult fields}
@@ -144,11 +146,15 @@ class Worker:
         op = req.get("op")
         if op == "ping":
             return {}
-        if op == "load":
-            cls = load_gym_class(req["code"], req["class_name"], req["key"])
-            self.classes[req["key"]] = cls
-            spec = GymSpec.of(cls)
-            return {"tools": spec.public_tools(), "max_steps": cls.max_steps}
+        if op in ("load", "describe"):
+            if op == "load":
+                self.classes[req["key"]] = load_gym_class(req["code"], req["class_name"], req["key"])
+            cls = self._class(req["key"])
+            return {"tools": GymSpec.of(cls).public_tools(), "max_steps": cls.max_steps}
+        if op == "unload":  # open episodes keep their class alive; new ones need a fresh load
+            for key in req["keys"]:
+                self.classes.pop(key, None)
+            return {"classes": len(self.classes)}
         if op == "open":
             replay = req.get("replay") or []
             cls = self._class(req["key"])
