@@ -34,7 +34,7 @@ How a run is organised:
 **Ray** (``--ray ADDRESS``, ``auto`` or ``local``): the sandbox stages fan out over a Ray cluster
 (:mod:`synthesis.ray_pools`) — actors on every node, each with ``--workers`` workers per pool (default:
 its CPUs, at most 16); ``--jobs`` then defaults to twice the cluster's workers. The LLM calls, state
-files and bank stay on this machine. A lost node or actor leaves its problems incomplete (exit status
+files, bank and stage 4's evaluations stay on this machine. A lost node or actor leaves its problems incomplete (exit status
 1) and the run goes on with the rest; the same command run again continues them.
 """
 
@@ -342,7 +342,8 @@ def _difficulty_filter(args: argparse.Namespace, work: Path, llm_config: LLMConf
         base_url = llm_config.base_url if llm_config is not None else None
     settings = DifficultyModel(model=args.difficulty_model, base_url=base_url, api_key=api_key_from_env(),
                                concurrency=args.difficulty_concurrency, max_retries=args.max_retries,
-                               workers=args.workers or min(4, os.cpu_count() or 1))
+                               # under --ray, --workers counts an actor's workers; stage 4 runs here
+                               workers=(None if args.ray else args.workers) or min(4, os.cpu_count() or 1))
     return EvaluatorDifficulty(settings, work / "difficulty", parallel=args.difficulty_parallel)
 
 
