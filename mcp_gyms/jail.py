@@ -14,7 +14,12 @@ Layers, each tested by the adversarial suite (``tests/test_sandbox_adversarial.p
    files, core dumps; a CPU-time limit is re-armed before every call by the worker loop. Privileges
    are dropped (uid "nobody" where the Python installation is world-readable, else uid 0 with no
    capabilities), and the host makes itself non-dumpable, so its /proc files are closed to workers.
-5. **CPython audit hooks.** Clear errors before the kernel says no: process creation, sockets, ctypes,
+5. **Kernel: Landlock** (Linux 5.13+, where enabled). The filesystem is confined whatever the uid:
+   writes only inside the private temp dir, reads only in the Python installation, this package, the
+   system libraries and the temp dir. This matters most where the worker must stay uid 0 (without
+   capabilities, but still the owner of root's files): gym code that got past the audit hook could
+   otherwise write or read root-owned files anywhere.
+6. **CPython audit hooks.** Clear errors before the kernel says no: process creation, sockets, ctypes,
    threads, rlimit changes, environment changes, writes outside the private temp dir, and reads outside
    the Python installation and the temp dir (so ``/proc/<parent>/environ`` and secret files stay
    unread).
@@ -37,6 +42,18 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 __all__ = ["harden", "JailReport"]
+
+# --- Landlock (numbers shared by every architecture) --------------------------------------------
+_LANDLOCK_CREATE_RULESET, _LANDLOCK_ADD_RULE, _LANDLOCK_RESTRICT_SELF = 444, 445, 446
+_LANDLOCK_CREATE_RULESET_VERSION = 1
+_LANDLOCK_RULE_PATH_BENEATH = 1
+_FS_EXECUTE, _FS_WRITE_FILE, _FS_READ_FILE, _FS_READ_DIR = 1 << 0, 1 << 1, 1 << 2, 1 << 3
+_FS_ABI1 = (1 << 13) - 1  # execute ... make_sym: every right of Landlock ABI 1
+_FS_REFER, _FS_TRUNCATE, _FS_IOCTL_DEV = 1 << 13, 1 << 14, 1 << 15  # ABI 2, 3, 5
+_FS_FILE_RIGHTS = _FS_EXECUTE | _FS_WRITE_FILE | _FS_READ_FILE | _FS_TRUNCATE | _FS_IOCTL_DEV  # valid on a file
+_FS_READ = _FS_EXECUTE | _FS_READ_FILE | _FS_READ_DIR
+#: Read (and map) only: where the dynamic loader finds shared libraries for extension modules.
+_SYSTEM_LIBRARIES = ("/lib", "/lib64", "/usr/lib", "/usr/lib64", "/etc/ld.so.cache")
 
 # --- seccomp ----------------------------------------------------------------------------------
 _PR_SET_PDEATHSIG = 1
@@ -180,6 +197,55 @@ def _install_seccomp(libc: Any) -> str:
     if libc.prctl(_PR_SET_SECCOMP, _SECCOMP_MODE_FILTER, ctypes.byref(fprog), 0, 0) != 0:
         return f"unavailable (errno {ctypes.get_errno()})"
     return "on"
+
+
+class _RulesetAttr(ctypes.Structure):
+    _fields_ = [("handled_access_fs", ctypes.c_uint64)]  # the later fields (network, scopes) stay unhandled
+
+
+class _PathBeneathAttr(ctypes.Structure):
+    _pack_ = 1
+    _fields_ = [("allowed_access", ctypes.c_uint64), ("parent_fd", ctypes.c_int32)]
+
+
+def _confine_files(libc: Any, writable: Iterable[str], readable: Iterable[str]) -> str:
+    """Landlock: every filesystem right is handled; ``writable`` paths get them all, ``readable`` paths
+    read/execute only, anything else nothing. Paths that do not exist are skipped."""
+    libc.syscall.restype = ctypes.c_long
+    abi = libc.syscall(_LANDLOCK_CREATE_RULESET, None, ctypes.c_size_t(0),
+                       ctypes.c_uint32(_LANDLOCK_CREATE_RULESET_VERSION))
+    if abi < 1:
+        return f"unavailable (errno {ctypes.get_errno()}: the kernel has no Landlock, or it is disabled)"
+    handled = (_FS_ABI1 | (_FS_REFER if abi >= 2 else 0) | (_FS_TRUNCATE if abi >= 3 else 0)
+               | (_FS_IOCTL_DEV if abi >= 5 else 0))
+    attr = _RulesetAttr(handled)
+    ruleset = libc.syscall(_LANDLOCK_CREATE_RULESET, ctypes.byref(attr), ctypes.c_size_t(ctypes.sizeof(attr)),
+                           ctypes.c_uint32(0))
+    if ruleset < 0:
+        return f"unavailable (create_ruleset: errno {ctypes.get_errno()})"
+    try:
+        rules = [(path, handled) for path in writable] + [(path, _FS_READ) for path in readable]
+        for path, access in rules:
+            try:
+                fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
+            except OSError:
+                continue
+            try:
+                if not stat.S_ISDIR(os.fstat(fd).st_mode):
+                    access &= _FS_FILE_RIGHTS
+                rule = _PathBeneathAttr(access & handled, fd)
+                if libc.syscall(_LANDLOCK_ADD_RULE, ctypes.c_int(ruleset), ctypes.c_int(_LANDLOCK_RULE_PATH_BENEATH),
+                                ctypes.byref(rule), ctypes.c_uint32(0)) != 0:
+                    return f"unavailable (add_rule {path}: errno {ctypes.get_errno()})"
+            finally:
+                os.close(fd)
+        if libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
+            return f"unavailable (no_new_privs: errno {ctypes.get_errno()})"
+        if libc.syscall(_LANDLOCK_RESTRICT_SELF, ctypes.c_int(ruleset), ctypes.c_uint32(0)) != 0:
+            return f"unavailable (restrict_self: errno {ctypes.get_errno()})"
+    finally:
+        os.close(ruleset)
+    return f"on (Landlock ABI {abi})"
 
 
 def _isolate_network(libc: Any) -> str:
@@ -336,6 +402,16 @@ def protect_host() -> None:
 
 
 # --- the whole lockdown -----------------------------------------------------------------------
+def _read_roots(tmpdir: str) -> tuple[str, ...]:
+    """Where gym code may read: the Python installation and its packages, this package, the temp dir;
+    not the project folder around the package (its .git, .env, data) nor anything else on the machine."""
+    package = os.path.dirname(os.path.realpath(__file__))
+    project = os.path.dirname(package)
+    roots = {os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix, *sys.path) if p}
+    return tuple(sorted(roots - {project})) + (
+        package, os.path.realpath(tmpdir), "/dev/null", "/dev/urandom", "/usr/share/zoneinfo")
+
+
 def harden(tmpdir: str, memory_mb: int, preload: Iterable[str] = (), *, audit_hooks: bool = True) -> JailReport:
     """Lock this process down. Call once, after the worker's own imports, before any gym code.
 
@@ -363,6 +439,8 @@ def harden(tmpdir: str, memory_mb: int, preload: Iterable[str] = (), *, audit_ho
     report["memory_limit_mb"] = memory_mb
     report["user"] = _drop_privileges(libc, tmpdir)
     libc.prctl(_PR_SET_PDEATHSIG, 9, 0, 0, 0)  # after the uid change, which clears it
+    read_roots = _read_roots(tmpdir)
+    report["files"] = _confine_files(libc, (tmpdir, "/dev/null"), (*read_roots, *_SYSTEM_LIBRARIES))
     report["seccomp"] = _install_seccomp(libc)
     os.chdir(tmpdir)
     for key in list(os.environ):
@@ -372,13 +450,6 @@ def harden(tmpdir: str, memory_mb: int, preload: Iterable[str] = (), *, audit_ho
     for name in list(sys.modules):
         if name.split(".")[0] in _BLOCKED_MODULES:
             del sys.modules[name]
-    # reads: the Python installation and its packages, this package, the temp dir; not the project
-    # folder around the package (its .git, .env, data) nor anything else on the machine
-    package = os.path.dirname(os.path.realpath(__file__))
-    project = os.path.dirname(package)
-    roots = {os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix, *sys.path) if p}
-    read_roots = tuple(sorted(roots - {project})) + (
-        package, os.path.realpath(tmpdir), "/dev/null", "/dev/urandom", "/usr/share/zoneinfo")
     if audit_hooks:
         sys.addaudithook(_make_hook(os.path.realpath(tmpdir), read_roots))
     report["audit_hooks"] = "on" if audit_hooks else "off"

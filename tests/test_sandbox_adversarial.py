@@ -202,24 +202,34 @@ async def test_pool_keeps_serving_after_many_crashes(pool):
 
 
 def test_kernel_layers_hold_without_audit_hooks(tmp_path):
-    """Seccomp, the dropped privileges and the non-dumpable host block escapes even when the
+    """Seccomp, Landlock, the dropped privileges and the non-dumpable host block escapes even when the
     Python-level hook is bypassed."""
     from mcp_gyms.jail import protect_host
 
     protect_host()  # as the sandbox pool does in every host process
     os.environ["CODEGYM_TEST_SECRET"] = "hunter2"
+    jail_dir, outside = tmp_path / "jail", tmp_path / "outside"
+    jail_dir.mkdir()
+    outside.mkdir()
+    secret = outside / "secret.txt"
+    secret.write_text("hunter2")
+    secret.chmod(0o644)
     script = textwrap.dedent(f"""
         import os, signal, socket, sys
         sys.path.insert(0, {str(Path(__file__).resolve().parent.parent)!r})
         from mcp_gyms.jail import harden
-        report = harden({str(tmp_path)!r}, 256, audit_hooks=False)  # the kernel layers alone
-        results = {{"seccomp": report["seccomp"]}}
+        report = harden({str(jail_dir)!r}, 256, audit_hooks=False)  # the kernel layers alone
+        results = {{"seccomp": report["seccomp"], "files": report["files"]}}
+        with open({str(jail_dir / "mine.txt")!r}, "w") as fh:  # its own temp dir stays writable
+            fh.write("ok")
         for name, attempt in [
             ("fork", lambda: os.fork()),
             ("socket", lambda: socket.socket()),
             ("kill_parent", lambda: os.kill(os.getppid(), 0)),
             ("pidfd_kill_parent", lambda: signal.pidfd_send_signal(os.pidfd_open(os.getppid()), 0)),
-            ("mknod", lambda: os.mkfifo({str(tmp_path / "fifo")!r})),
+            ("mknod", lambda: os.mkfifo({str(jail_dir / "fifo")!r})),
+            ("write_outside", lambda: open({str(outside / "planted.txt")!r}, "w")),
+            ("read_outside", lambda: open({str(secret)!r}).read()),
             ("parent_environ", lambda: open(f"/proc/{{os.getppid()}}/environ").read()),
             ("parent_memory", lambda: open(f"/proc/{{os.getppid()}}/mem", "rb").read(1)),
         ]:
@@ -239,6 +249,10 @@ def test_kernel_layers_hold_without_audit_hooks(tmp_path):
     assert results["fork"] == 1 and results["socket"] == 1 and results["kill_parent"] == 1
     assert results["pidfd_kill_parent"] == 1 and results["mknod"] == 1
     assert results["parent_environ"] in (1, 13) and results["parent_memory"] in (1, 13), results  # EPERM/EACCES
+    if results["files"].startswith("on"):
+        assert results["write_outside"] == 13 and results["read_outside"] == 13, results
+        assert not (outside / "planted.txt").exists()
+    assert (jail_dir / "mine.txt").read_text() == "ok"
 
 
 async def test_frame_walking_cannot_switch_the_hook_off(pool, tmp_path):
