@@ -205,6 +205,9 @@ run's own figures).
   (~0.15 ms of client CPU a call), which the client then validated again as a `StepOutcome`; tool calls
   now go straight to the session. Client CPU per call against codegym at 64 episodes: 1.39 → 1.24 ms,
   and the bare server's calls/s (same client) 763 → 870–900.
+- **uvicorn parses HTTP in C** (`httptools`, now a dependency; uvicorn picks it over its pure-Python
+  `h11` parser when installed). A CPU profile of the codegym server put 18 % of its time in `h11`.
+  Server CPU per call: codegym 0.89 → 0.77 ms, bare 0.49 → 0.37 ms; eval episodes/s 78 → 96.
 - **Gyms a worker no longer needs are unloaded** (`mcp_gyms/sandbox.py`). Not a speed change: a worker
   kept every gym class it had loaded, so a long synthesis run (thousands of gyms per worker) would have
   filled its 256 MiB and failed an innocent call with a memory error; past 128 loaded gyms, the least
