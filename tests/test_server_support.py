@@ -22,6 +22,7 @@ import anyio
 import uvicorn
 from conftest import gym_code
 
+from benchmarks.common import descendants  # noqa: F401 - re-exported for the server tests
 from mcp_gyms.bank import Bank, GymRecord, Provenance, TaskRecord, default_bank_path
 from mcp_gyms.server import HttpService, bind_socket
 
@@ -85,24 +86,6 @@ def spawn_http(*args: str, env: dict[str, str] | None = None) -> tuple[subproces
             return proc, match.group(1)
     proc.kill()
     raise AssertionError(f"the server did not start: {''.join(lines)}")
-
-
-def children(pid: int) -> list[int]:
-    out: list[int] = []
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        with contextlib.suppress(OSError):
-            out += [int(p) for p in (task / "children").read_text().split()]
-    return out
-
-
-def descendants(pid: int) -> list[int]:
-    """Every live descendant process of ``pid`` (sandbox workers run in their own sessions, still children)."""
-    found, todo = [], [pid]
-    while todo:
-        for child in children(todo.pop()):
-            found.append(child)
-            todo.append(child)
-    return found
 
 
 def alive(pid: int) -> bool:
