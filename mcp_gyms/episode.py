@@ -13,7 +13,8 @@ locally. Rules, for every call, whoever makes it (agent or oracle):
   cannot be snapshotted). The gym receives its own copy of the task, so tools cannot alter the task
   the reference answer is computed from.
 - ``Done(answer)`` ends the episode: reward 1 if ``check_answer(answer, reference_answer(task))``,
-  else 0. No other call carries a reward.
+  else 0. No other call carries a reward. (In the sandbox the worker only records the answer and the
+  host decides the reward, out of reach of gym code: see :mod:`mcp_gyms.sandbox`.)
 """
 
 from __future__ import annotations

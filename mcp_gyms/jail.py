@@ -1,37 +1,51 @@
 """Lock a sandbox worker process down before it runs untrusted gym code.
 
-Layers, each tested by the adversarial suite (``tests/test_sandbox_adversarial.py``):
+Every promise below rests on the kernel, not on Python; the tests in
+``tests/test_sandbox_adversarial.py`` check each one with the audit hook switched off.
 
-1. **Clean process.** The host starts the worker with an environment of a few harmless variables
-   (no API keys or tokens), in a private temp dir, in its own session; the worker dies with its parent
-   (``PR_SET_PDEATHSIG``).
-2. **Kernel: seccomp.** A BPF filter makes ``socket``/``connect``/``bind``, ``fork``/``vfork``/
-   ``execve``, process-creating ``clone``/``clone3``, ``ptrace`` and signals to any process but the
-   worker itself fail with ``EPERM`` — whatever Python-level trick reaches them.
-3. **Kernel: network namespace.** Where permitted (root, or unprivileged user namespaces), the worker
-   moves into a fresh network namespace with no interfaces at all.
-4. **Resource limits.** Address space (memory, shared by the worker's episodes), file size, open
-   files, core dumps; a CPU-time limit is re-armed before every call by the worker loop. Privileges
-   are dropped (uid "nobody" where the Python installation is world-readable, else uid 0 with no
-   capabilities), and the host makes itself non-dumpable, so its /proc files are closed to workers.
-5. **Kernel: Landlock** (Linux 5.13+, where enabled). The filesystem is confined whatever the uid:
-   writes only inside the private temp dir, reads only in the Python installation, this package, the
-   system libraries and the temp dir. This matters most where the worker must stay uid 0 (without
-   capabilities, but still the owner of root's files): gym code that got past the audit hook could
-   otherwise write or read root-owned files anywhere.
-6. **CPython audit hooks.** Clear errors before the kernel says no: process creation, sockets, ctypes,
-   threads, rlimit changes, environment changes, writes outside the private temp dir, and reads outside
-   the Python installation and the temp dir (so ``/proc/<parent>/environ`` and secret files stay
-   unread).
+1. **Clean process.** The host starts the worker with an environment of a few harmless variables (no
+   API keys or tokens), in a private temp dir, in its own session; the worker dies with its parent
+   (``PR_SET_PDEATHSIG``). Each worker hosts the episodes of one gym only (see :mod:`mcp_gyms.sandbox`).
+2. **Not root toward the machine.** As root, the worker moves into a private mount namespace, gets a
+   small tmpfs as its temp dir (a disk quota), makes the Python installation reachable there if a
+   folder above it is closed to other users (``/root``: a tmpfs over it with the installation bind-mounted
+   back, read-only), and then becomes an unprivileged uid of its own (one per worker, owning no file
+   outside its temp dir). The kernel then refuses it every signal to another process, every change of
+   another user's file (mode, owner, times, extended attributes) and every ``/proc`` file of the host.
+   Where the mount namespace cannot be made, it becomes that uid only if the installation is readable by
+   anyone, else it stays uid 0 without any capability (the weakest case; the layers below still hold).
+3. **Kernel: seccomp.** A BPF filter makes ``socket``/``connect``/``bind``, ``fork``/``vfork``/
+   ``execve``, process-creating ``clone``/``clone3``, ``ptrace``, signals to any process but the
+   worker itself (``kill``, pidfds, queued signals, and signal delivery set up with ``fcntl``
+   ``F_SETOWN``/``F_SETSIG``/``F_SETLEASE``/``F_NOTIFY`` or ``ioctl`` ``FIOSETOWN``), every file metadata
+   change (``chmod``, ``chown``, ``utime*``, ``*xattr``), other processes' memory and resource limits,
+   device nodes, mounts and namespaces fail with ``EPERM``, whatever Python-level trick reaches them.
+4. **Kernel: Landlock** (Linux 5.13+, where enabled). Writes only inside the private temp dir; reads
+   only in the Python installation, this package, the system libraries and the temp dir; from ABI 4 no
+   TCP bind or connect; from ABI 6 (Linux 6.12) no signal to any process outside the worker's own
+   Landlock domain, by any route, and no abstract unix socket outside it.
+5. **Kernel: network namespace.** Where permitted, a fresh network namespace with no interfaces.
+6. **Resource limits.** Address space (memory), file size, open files, core dumps; a CPU-time limit is
+   re-armed before every call. The host's wall-clock deadline (SIGKILL) is the bound that holds even if
+   gym code raised its own soft CPU limit.
+7. **CPython audit hook** — clear error messages, *not* a boundary: gym code can switch it off (it can
+   walk ``gc.get_objects()`` and patch the hook's code). It names the problem before the kernel says no:
+   process creation, sockets, native code, threads, rlimit changes, environment changes, opening
+   folders as descriptors (the way to ``dir_fd=`` tricks), and file access outside the allowed roots.
 
-What this does not defend: malicious gym code tampering with *other episodes of the same worker*
-through the interpreter's memory (they share a process by design, for speed). The host never trusts
-the worker: it reads JSON only, bounds frame sizes, and treats a garbled reply as a crashed worker.
+What holds on a kernel without these features: without Landlock, the uid and the mount namespace keep
+files and other processes safe (the worker owns nothing outside its temp dir); without Landlock ABI 6
+the seccomp rules and the per-worker uid still stop every signal route we know of; without seccomp
+(no ``CONFIG_SECCOMP_FILTER``) the worker still runs as its own uid, in its namespaces, under its
+limits. Where none of the namespace, uid or Landlock layers is available (a non-root host on an old
+kernel), the worker runs as the host's user: it cannot fork, exec, connect or signal (seccomp), but it
+can read what that user can read — run untrusted gyms on a kernel with Landlock.
 """
 
 from __future__ import annotations
 
 import ctypes
+import gc
 import os
 import platform
 import resource
@@ -52,6 +66,8 @@ _FS_ABI1 = (1 << 13) - 1  # execute ... make_sym: every right of Landlock ABI 1
 _FS_REFER, _FS_TRUNCATE, _FS_IOCTL_DEV = 1 << 13, 1 << 14, 1 << 15  # ABI 2, 3, 5
 _FS_FILE_RIGHTS = _FS_EXECUTE | _FS_WRITE_FILE | _FS_READ_FILE | _FS_TRUNCATE | _FS_IOCTL_DEV  # valid on a file
 _FS_READ = _FS_EXECUTE | _FS_READ_FILE | _FS_READ_DIR
+_NET_TCP = (1 << 0) | (1 << 1)  # bind, connect (ABI 4)
+_SCOPES = (1 << 0) | (1 << 1)  # abstract unix sockets, signals (ABI 6)
 #: Read (and map) only: where the dynamic loader finds shared libraries for extension modules.
 _SYSTEM_LIBRARIES = ("/lib", "/lib64", "/usr/lib", "/usr/lib64", "/etc/ld.so.cache")
 
@@ -88,7 +104,10 @@ _ARCH = {
          "add_key": 248, "request_key": 249, "chroot": 161, "pivot_root": 155, "umount2": 166, "setuid": 105,
          "setgid": 106, "setreuid": 113, "setregid": 114, "setresuid": 117, "setresgid": 119,
          "name_to_handle_at": 303, "open_by_handle_at": 304, "kexec_load": 246, "init_module": 175,
-         "finit_module": 313, "delete_module": 176, "prlimit64": 302},
+         "finit_module": 313, "delete_module": 176, "prlimit64": 302, "fcntl": 72, "ioctl": 16,
+         "chmod": 90, "fchmod": 91, "fchmodat": 268, "chown": 92, "fchown": 93, "lchown": 94, "fchownat": 260,
+         "utime": 132, "utimes": 235, "futimesat": 261, "utimensat": 280, "setxattr": 188, "lsetxattr": 189,
+         "fsetxattr": 190, "removexattr": 197, "lremovexattr": 198, "fremovexattr": 199},
     ),
     "aarch64": (
         0xC00000B7,
@@ -100,13 +119,16 @@ _ARCH = {
          "request_key": 218, "chroot": 51, "pivot_root": 41, "umount2": 39, "setuid": 146, "setgid": 144,
          "setreuid": 145, "setregid": 143, "setresuid": 147, "setresgid": 149, "name_to_handle_at": 264,
          "open_by_handle_at": 265, "kexec_load": 104, "init_module": 105, "finit_module": 273,
-         "delete_module": 106, "prlimit64": 261},
+         "delete_module": 106, "prlimit64": 261, "fcntl": 25, "ioctl": 29, "fchmod": 52, "fchmodat": 53,
+         "fchownat": 54, "fchown": 55, "utimensat": 88, "setxattr": 5, "lsetxattr": 6, "fsetxattr": 7,
+         "removexattr": 14, "lremovexattr": 15, "fremovexattr": 16},
     ),
 }
 # New syscalls share one number on every architecture.
 _COMMON = {"pidfd_open": 434, "pidfd_send_signal": 424, "pidfd_getfd": 438, "io_uring_setup": 425,
            "io_uring_enter": 426, "io_uring_register": 427, "open_tree": 428, "move_mount": 429, "fsopen": 430,
-           "fsconfig": 431, "fsmount": 432, "fspick": 433, "landlock_create_ruleset": 444}
+           "fsconfig": 431, "fsmount": 432, "fspick": 433, "landlock_create_ruleset": 444,
+           "fchmodat2": 452, "setxattrat": 463, "removexattrat": 466}
 _DENY = ("socket", "socketpair", "connect", "bind", "listen", "accept", "accept4", "fork", "vfork", "execve",
          "execveat", "clone3", "ptrace", "unshare", "setns", "mount", "umount2", "chroot", "pivot_root",
          # signals by other routes than kill(2) (pidfds, queued signals), other processes' memory
@@ -118,7 +140,15 @@ _DENY = ("socket", "socketpair", "connect", "bind", "listen", "accept", "accept4
          "fsmount", "fspick", "name_to_handle_at", "open_by_handle_at", "kexec_load", "init_module",
          "finit_module", "delete_module",
          # identity changes (the worker drops to an unprivileged user before the filter goes on)
-         "setuid", "setgid", "setreuid", "setregid", "setresuid", "setresgid")
+         "setuid", "setgid", "setreuid", "setregid", "setresuid", "setresgid",
+         # file metadata: nothing outside the temp dir may change in any way, and inside it nothing needs to
+         "chmod", "fchmod", "fchmodat", "fchmodat2", "chown", "fchown", "lchown", "fchownat", "utime", "utimes",
+         "futimesat", "utimensat", "setxattr", "lsetxattr", "fsetxattr", "removexattr", "lremovexattr",
+         "fremovexattr", "setxattrat", "removexattrat")
+#: fcntl commands that make the kernel send signals for us (to a pid of our choosing) or lease files.
+_FCNTL_DENY = {"F_SETOWN": 8, "F_SETSIG": 10, "F_SETOWN_EX": 15, "F_SETLEASE": 1024, "F_NOTIFY": 1026}
+#: ioctl requests with the same effect as F_SETOWN.
+_IOCTL_DENY = {"FIOSETOWN": 0x8901, "SIOCSPGRP": 0x8902}
 _X32_BIT = 0x40000000
 
 
@@ -128,7 +158,8 @@ def _bpf(code: int, jt: int, jf: int, k: int) -> bytes:
 
 def _seccomp_program(audit_arch: int, numbers: dict[str, int], own_pid: int) -> bytes:
     """deny-list filter: the listed syscalls -> EPERM; clone without CLONE_THREAD -> EPERM;
-    kill/tkill/tgkill aimed at anyone but this process -> EPERM; everything else allowed."""
+    kill/tkill/tgkill/prlimit64 aimed at anyone but this process -> EPERM; fcntl/ioctl commands that
+    arrange signal delivery -> EPERM; everything else allowed."""
     deny = _SECCOMP_RET_ERRNO | _EPERM
     numbers = {**_COMMON, **numbers}
     prog = [
@@ -167,6 +198,12 @@ def _seccomp_program(audit_arch: int, numbers: dict[str, int], own_pid: int) -> 
             _bpf(_RET_K, 0, 0, deny),
             _bpf(_LD_W_ABS, 0, 0, 0),
         ]
+    # fcntl/ioctl: refuse the commands that arrange signal delivery (args[1], low word)
+    for name, commands in (("fcntl", _FCNTL_DENY), ("ioctl", _IOCTL_DENY)):
+        prog += [_bpf(_JEQ_K, 0, 2 + 2 * len(commands), numbers[name]), _bpf(_LD_W_ABS, 0, 0, 24)]
+        for command in commands.values():
+            prog += [_bpf(_JEQ_K, 0, 1, command), _bpf(_RET_K, 0, 0, deny)]
+        prog.append(_bpf(_LD_W_ABS, 0, 0, 0))
     prog.append(_bpf(_RET_K, 0, 0, _SECCOMP_RET_ALLOW))
     return b"".join(prog)
 
@@ -200,7 +237,8 @@ def _install_seccomp(libc: Any) -> str:
 
 
 class _RulesetAttr(ctypes.Structure):
-    _fields_ = [("handled_access_fs", ctypes.c_uint64)]  # the later fields (network, scopes) stay unhandled
+    _fields_ = [("handled_access_fs", ctypes.c_uint64), ("handled_access_net", ctypes.c_uint64),
+                ("scoped", ctypes.c_uint64)]
 
 
 class _PathBeneathAttr(ctypes.Structure):
@@ -218,9 +256,11 @@ def _confine_files(libc: Any, writable: Iterable[str], readable: Iterable[str]) 
         return f"unavailable (errno {ctypes.get_errno()}: the kernel has no Landlock, or it is disabled)"
     handled = (_FS_ABI1 | (_FS_REFER if abi >= 2 else 0) | (_FS_TRUNCATE if abi >= 3 else 0)
                | (_FS_IOCTL_DEV if abi >= 5 else 0))
-    attr = _RulesetAttr(handled)
-    ruleset = libc.syscall(_LANDLOCK_CREATE_RULESET, ctypes.byref(attr), ctypes.c_size_t(ctypes.sizeof(attr)),
-                           ctypes.c_uint32(0))
+    # ABI 4: TCP bind/connect handled with no rule (none allowed); ABI 6: signals and abstract unix
+    # sockets scoped to this domain. The struct is passed only as far as this kernel knows it.
+    attr = _RulesetAttr(handled, _NET_TCP if abi >= 4 else 0, _SCOPES if abi >= 6 else 0)
+    size = 24 if abi >= 6 else 16 if abi >= 4 else 8
+    ruleset = libc.syscall(_LANDLOCK_CREATE_RULESET, ctypes.byref(attr), ctypes.c_size_t(size), ctypes.c_uint32(0))
     if ruleset < 0:
         return f"unavailable (create_ruleset: errno {ctypes.get_errno()})"
     try:
@@ -245,7 +285,9 @@ def _confine_files(libc: Any, writable: Iterable[str], readable: Iterable[str]) 
             return f"unavailable (restrict_self: errno {ctypes.get_errno()})"
     finally:
         os.close(ruleset)
-    return f"on (Landlock ABI {abi})"
+    scopes = ", no TCP" if abi >= 4 else ""
+    scopes += ", signals and abstract sockets scoped" if abi >= 6 else ""
+    return f"on (Landlock ABI {abi}{scopes})"
 
 
 def _isolate_network(libc: Any) -> str:
@@ -280,12 +322,18 @@ _BLOCKED_EVENTS = {
     "ctypes.cdata": "raw memory access",
     "ctypes.call_function": "calling native code",
     "_thread.start_new_thread": "starting threads",
-    "resource.prlimit": "changing resource limits",
     "os.putenv": "changing the environment",
     "os.unsetenv": "changing the environment",
     "os.chdir": "changing directory",
     "os.chroot": "changing root",
     "sys.unraisablehook": "replacing hooks",
+    "resource.prlimit": "changing resource limits",
+    "os.chmod": "changing file metadata",
+    "os.chown": "changing file metadata",
+    "os.utime": "changing file metadata",
+    "os.chflags": "changing file metadata",
+    "os.setxattr": "changing file metadata",
+    "os.removexattr": "changing file metadata",
     "webbrowser.open": "opening a browser",
     "urllib.Request": "network access",
     "http.client.connect": "network access",
@@ -294,9 +342,8 @@ _BLOCKED_EVENTS = {
 }
 _BLOCKED_MODULES = {"ctypes", "_ctypes", "_posixsubprocess", "multiprocessing", "_multiprocessing", "_xxsubinterpreters"}
 _PATH_EVENTS_WRITE = {
-    "os.remove", "os.rename", "os.rmdir", "os.mkdir", "os.chmod", "os.chown", "os.link", "os.symlink",
-    "os.truncate", "os.utime", "shutil.rmtree", "shutil.move", "shutil.copyfile", "os.chflags", "os.setxattr",
-    "os.removexattr",
+    "os.remove", "os.rename", "os.rmdir", "os.mkdir", "os.link", "os.symlink", "os.truncate", "shutil.rmtree",
+    "shutil.move", "shutil.copyfile",
 }
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
 
@@ -309,10 +356,13 @@ def _under(path: str, roots: Iterable[str]) -> bool:
     return any(path == root or path.startswith(root.rstrip("/") + "/") for root in roots)
 
 
-def _make_hook(tmpdir: str, read_roots: tuple[str, ...]) -> Callable[[str, tuple], None]:
+def _make_hook(tmpdir: str, read_roots: tuple[str, ...], cpu_arming: Any = None) -> Callable[[str, tuple], None]:
     write_roots = (tmpdir,)
     realpath = os.path.realpath
     fspath = os.fsdecode
+    isdir = os.path.isdir
+    caller = sys._getframe
+    folder_flags = getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_PATH", 0)
 
     def check_path(path: Any, writing: bool, event: str) -> None:
         if isinstance(path, int):
@@ -335,9 +385,15 @@ def _make_hook(tmpdir: str, read_roots: tuple[str, ...]) -> Callable[[str, tuple
             path, mode, flags = args
             writing = bool(flags & _WRITE_FLAGS) if flags else any(c in str(mode or "r") for c in "wax+")
             check_path(path, writing, "open")
+            # a folder as a descriptor is the way to dir_fd= paths this hook cannot see
+            if isinstance(path, (str, bytes)) and ((flags or 0) & folder_flags or isdir(path)):
+                raise SandboxViolation(f"sandbox: opening a folder as a file descriptor is not allowed ({path!r})")
+        elif event == "resource.setrlimit" and (cpu_arming is None or caller(1).f_code is not cpu_arming):
+            # only the worker's own per-call arming (frame 1: the Python code that called setrlimit)
+            raise SandboxViolation("sandbox: changing resource limits is not allowed (resource.setrlimit)")
         elif event in _PATH_EVENTS_WRITE:
             for arg in args[:2]:
-                if isinstance(arg, (str, bytes, os.PathLike)):
+                if isinstance(arg, (str, bytes, os.PathLike, int)):
                     check_path(arg, True, event)
         elif event in ("os.listdir", "os.scandir") and args and args[0] is not None:
             check_path(args[0], False, event)
@@ -345,12 +401,15 @@ def _make_hook(tmpdir: str, read_roots: tuple[str, ...]) -> Callable[[str, tuple
     return hook
 
 
-_UNPRIVILEGED = 65534  # "nobody"
+#: Workers become uid/gid ``_UID_BASE + their pid``: a uid of their own, owning nothing on the machine.
+_UID_BASE = 0x70000000
 _MAX_OPEN_FILES = 64
+_CLONE_NEWNS = 0x00020000
+_MS_RDONLY, _MS_NOSUID, _MS_NODEV, _MS_REMOUNT, _MS_BIND, _MS_REC, _MS_PRIVATE = 1, 2, 4, 32, 4096, 16384, 1 << 18
 
 
 def _readable_by_anyone(path: str) -> bool:
-    """Whether every folder down to ``path`` lets other users through (so "nobody" can import)."""
+    """Whether every folder down to ``path`` lets other users through (so an unprivileged uid can import)."""
     path = os.path.realpath(path)
     while True:
         try:
@@ -362,6 +421,19 @@ def _readable_by_anyone(path: str) -> bool:
         if parent == path:
             return True
         path = parent
+
+
+def _closed_ancestor(path: str) -> str | None:
+    """The topmost folder above ``path`` that other users cannot pass through (``/root``), if any."""
+    parts = os.path.realpath(path).split("/")[1:]
+    for i in range(1, len(parts)):
+        folder = "/" + "/".join(parts[:i])
+        try:
+            if not os.stat(folder).st_mode & stat.S_IXOTH:
+                return folder
+        except OSError:
+            return None
+    return None
 
 
 def _drop_capabilities(libc: Any) -> None:
@@ -378,21 +450,68 @@ def _drop_capabilities(libc: Any) -> None:
         raise OSError(ctypes.get_errno(), "capset failed")
 
 
-def _drop_privileges(libc: Any, tmpdir: str) -> str:
-    """As root: become the unprivileged user "nobody" when the Python installation is readable by
-    anyone (the kernel then refuses every file the user doesn't own or can't read), else stay uid 0
-    with every capability dropped (no CAP_SYS_PTRACE, CAP_DAC_OVERRIDE, ...). Either way the host is
-    non-dumpable (see :func:`protect_host`), so its /proc files stay closed to the worker."""
+def _mount(libc: Any, source: str | None, target: str, fstype: str | None, flags: int, data: str | None) -> None:
+    def enc(text: str | None) -> bytes | None:
+        return None if text is None else os.fsencode(text)
+
+    if libc.mount(enc(source), enc(target), enc(fstype), ctypes.c_ulong(flags), enc(data)) != 0:
+        errno = ctypes.get_errno()
+        raise OSError(errno, f"mount {target}: {os.strerror(errno)}")
+
+
+def _private_view(libc: Any, tmpdir: str, roots: Iterable[str], uid: int, disk_mb: int) -> str:
+    """As root, in a mount namespace of this worker's own (nothing propagates back to the machine):
+    a ``disk_mb`` tmpfs owned by ``uid`` as the temp dir, and every folder that closes a read root to
+    other users (``/root`` above a pyenv Python) covered by a tmpfs into which only the needed roots
+    are bind-mounted back, read-only. Raises OSError if the namespace cannot be made private."""
+    if libc.unshare(_CLONE_NEWNS) != 0:
+        raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWNS) failed")
+    _mount(libc, None, "/", None, _MS_REC | _MS_PRIVATE, None)  # first, or later mounts would leak out
+    covered: dict[str, list[str]] = {}
+    for root in sorted({os.path.realpath(r) for r in (*roots, tmpdir)}):
+        closed = _closed_ancestor(root)
+        if closed is not None and os.path.exists(root):
+            kept = covered.setdefault(closed, [])
+            if not any(_under(root, (k,)) for k in kept):
+                kept.append(root)
+    for closed, kept in covered.items():
+        handles = {root: os.open(root, os.O_PATH | os.O_CLOEXEC) for root in kept}  # before the cover hides them
+        try:
+            _mount(libc, "tmpfs", closed, "tmpfs", _MS_NOSUID | _MS_NODEV, "size=1m,mode=0755")
+            for root, fd in handles.items():
+                os.makedirs(root, mode=0o755, exist_ok=True)
+                _mount(libc, f"/proc/self/fd/{fd}", root, None, _MS_BIND | _MS_REC, None)
+                _mount(libc, None, root, None, _MS_REMOUNT | _MS_BIND | _MS_RDONLY | _MS_NOSUID | _MS_NODEV, None)
+        finally:
+            for fd in handles.values():
+                os.close(fd)
+    _mount(libc, "tmpfs", tmpdir, "tmpfs", _MS_NOSUID | _MS_NODEV, f"size={disk_mb}m,mode=0700,uid={uid},gid={uid}")
+    return f"private mount namespace, {disk_mb} MiB tmpfs temp dir" + (
+        f", {', '.join(covered)} covered" if covered else "")
+
+
+def _drop_privileges(libc: Any, tmpdir: str, roots: tuple[str, ...], disk_mb: int) -> tuple[str, str]:
+    """As root: build the private view (see :func:`_private_view`) and become a uid of this worker's own;
+    without a mount namespace, become that uid only if the Python installation is readable by anyone,
+    else stay uid 0 with every capability dropped. Returns (user, filesystem view) for the report.
+    Either way the host is non-dumpable (see :func:`protect_host`), so its /proc files stay closed."""
     if os.geteuid() != 0:
-        return f"uid {os.geteuid()} (not root: unchanged)"
-    if all(_readable_by_anyone(p) for p in (sys.base_prefix, sys.prefix, os.path.dirname(__file__))):
-        os.chown(tmpdir, _UNPRIVILEGED, _UNPRIVILEGED)
+        return f"uid {os.geteuid()} (not root: unchanged)", "shared (not root: no mount namespace)"
+    uid = _UID_BASE + os.getpid()
+    try:
+        view = _private_view(libc, tmpdir, roots, uid, disk_mb)
+    except OSError as exc:
+        view = f"shared ({exc})"
+    if _readable_by_anyone(os.path.dirname(tmpdir)) and all(_readable_by_anyone(p) for p in roots if os.path.exists(p)):
+        if not view.startswith("private"):
+            os.chown(tmpdir, uid, uid)
         os.setgroups([])
-        os.setgid(_UNPRIVILEGED)
-        os.setuid(_UNPRIVILEGED)  # also clears every capability
-        return f"uid {_UNPRIVILEGED} (nobody)"
+        os.setgid(uid)
+        os.setuid(uid)  # also clears every capability
+        libc.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0)  # keep this worker's own /proc files closed to others
+        return f"uid {uid} (a uid of its own)", view
     _drop_capabilities(libc)
-    return "uid 0 without capabilities (the Python installation is not readable by other users)"
+    return "uid 0 without capabilities (the Python installation is not readable by other users)", view
 
 
 def protect_host() -> None:
@@ -412,13 +531,15 @@ def _read_roots(tmpdir: str) -> tuple[str, ...]:
         package, os.path.realpath(tmpdir), "/dev/null", "/dev/urandom", "/usr/share/zoneinfo")
 
 
-def harden(tmpdir: str, memory_mb: int, preload: Iterable[str] = (), *, audit_hooks: bool = True) -> JailReport:
+def harden(tmpdir: str, memory_mb: int, preload: Iterable[str] = (), *, audit_hooks: bool = True,
+           disk_mb: int = 32, cpu_arming: Any = None) -> JailReport:
     """Lock this process down. Call once, after the worker's own imports, before any gym code.
 
-    Nothing can switch the hooks off again. Every rlimit but the CPU one has hard = soft and no
-    capability is left to raise a hard limit, so gym code can only lower them; the worker moves the CPU
-    soft limit per call, and gym code that raises it back still meets the host's wall-clock kill.
-    ``audit_hooks=False`` leaves the Python-level layer out (to test the kernel layers alone).
+    Every rlimit but the CPU one has hard = soft and no capability is left to raise a hard limit, so
+    gym code can only lower them; the worker moves the CPU soft limit per call (``cpu_arming``: the one
+    code object the audit hook lets change rlimits). ``disk_mb`` bounds the temp dir where a private
+    tmpfs can be mounted. ``audit_hooks=False`` leaves the Python-level layer out (to test the kernel
+    layers alone). Afterwards no module attribute leads to ctypes or process creation any more.
     """
     report = JailReport()
     libc = _libc()
@@ -434,23 +555,46 @@ def harden(tmpdir: str, memory_mb: int, preload: Iterable[str] = (), *, audit_ho
     limit = vm_bytes + memory_mb * 1024 * 1024
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024 * 1024, 64 * 1024 * 1024))
+    file_limit = min(64, disk_mb) * 1024 * 1024
+    resource.setrlimit(resource.RLIMIT_FSIZE, (file_limit, file_limit))
     resource.setrlimit(resource.RLIMIT_NOFILE, (_MAX_OPEN_FILES, _MAX_OPEN_FILES))
     report["memory_limit_mb"] = memory_mb
-    report["user"] = _drop_privileges(libc, tmpdir)
-    libc.prctl(_PR_SET_PDEATHSIG, 9, 0, 0, 0)  # after the uid change, which clears it
     read_roots = _read_roots(tmpdir)
+    report["user"], report["view"] = _drop_privileges(libc, tmpdir, read_roots[:-4], disk_mb)
+    libc.prctl(_PR_SET_PDEATHSIG, 9, 0, 0, 0)  # after the uid change, which clears it
     report["files"] = _confine_files(libc, (tmpdir, "/dev/null"), (*read_roots, *_SYSTEM_LIBRARIES))
     report["seccomp"] = _install_seccomp(libc)
     os.chdir(tmpdir)
     for key in list(os.environ):
         if key not in ("PATH", "HOME", "TMPDIR", "LANG", "PYTHONHASHSEED"):
             del os.environ[key]
-    # forget native-code and process modules so a later `import` goes through the hook
+    del libc
+    _forget_native_code()
+    if audit_hooks:
+        sys.addaudithook(_make_hook(os.path.realpath(tmpdir), read_roots, cpu_arming))
+    report["audit_hooks"] = "on (clear errors only)" if audit_hooks else "off"
+    return report
+
+
+def _forget_native_code() -> None:
+    """Drop every reference this process holds to ctypes and process-creation modules: the modules
+    themselves, this module's own handles, and attributes of loaded modules that point into them
+    (``subprocess._fork_exec``). Gym code that gets past the audit hook can import them again; the
+    kernel layers are what hold then — this only keeps the easy paths closed."""
     for name in list(sys.modules):
         if name.split(".")[0] in _BLOCKED_MODULES:
             del sys.modules[name]
-    if audit_hooks:
-        sys.addaudithook(_make_hook(os.path.realpath(tmpdir), read_roots))
-    report["audit_hooks"] = "on" if audit_hooks else "off"
-    return report
+    for module in list(sys.modules.values()):
+        try:
+            attributes = list(vars(module).items())
+        except TypeError:
+            continue
+        for attr, value in attributes:
+            origins = (value.__name__ if isinstance(value, type(sys)) else getattr(value, "__module__", None),
+                       getattr(type(value), "__module__", None))
+            if any(isinstance(o, str) and o.split(".")[0] in _BLOCKED_MODULES for o in origins):
+                try:
+                    delattr(module, attr)
+                except (AttributeError, TypeError):
+                    pass
+    gc.collect()

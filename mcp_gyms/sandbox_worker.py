@@ -4,17 +4,26 @@ Started by :mod:`mcp_gyms.sandbox` (never by hand). It talks to its host over tw
 descriptors (its original stdin/stdout, moved aside; fds 0-2 then point at /dev/null and Python's
 ``print`` goes nowhere). Each message is a 4-byte big-endian length plus a JSON object. Requests::
 
-    {"id": n, "op": "load",      "key": k, "code": "...", "class_name": "..."}   -> {"tools": [...], "max_steps": m}
-    {"id": n, "op": "describe",  "key": k}                                         -> {"tools": [...], "max_steps": m}
-    {"id": n, "op": "unload",    "keys": [k, ...]}                                 -> {"classes": n}
+    {"id": n, "op": "load",      "key": k, "code": "...", "class_name": "..."}
+                                 -> {"tools": [...], "max_steps": m, "custom_check": bool}
+    {"id": n, "op": "describe",  "key": k}                                         -> (as load)
     {"id": n, "op": "open",      "key": k, "ep": e, "task": {...}, "seed": s, "max_steps": m,
                                  "replay": [[tool, args_json], ...], "steps": n}
-    {"id": n, "op": "call",      "ep": e, "tool": t, "args": "{...}"}             -> {"result": StepResult fields}
+    {"id": n, "op": "call",      "ep": e, "tool": t, "args": "{...}"}
+                                 -> {"result": StepResult fields, "answer": the answer, for a good Done}
     {"id": n, "op": "close",     "ep": e}
     {"id": n, "op": "reference", "key": k, "task": {...}}                          -> {"answer": ...}
-    {"id": n, "op": "oracle",    "key": k, "task": {...}, "seed": s, "max_steps": m} -> OracleResult
+    {"id": n, "op": "check",     "key": k, "answer": a, "reference": r}           -> {"correct": bool}
+    {"id": n, "op": "oracle",    "key": k, "task": {...}, "seed": s, "max_steps": m}
+                                 -> {"steps": n, "calls": [...], "done": bool, "answer": a, "oracle_error": ...}
     {"id": n, "op": "exec",      "code": "...", "entry": "main", "args": {...}}  -> {"result": ...}
     {"id": n, "op": "ping"}
+
+A worker loads one gym only (the host starts one worker per gym, so no gym's code shares a process
+with another gym's episodes). ``Done`` does not decide the reward here: the worker reports the answer
+and the host judges it against the stored reference answer, where gym code cannot reach. Oracle runs
+obey the per-call limits: every call gets its own CPU budget, and a call over the wall-time limit ends
+the run with an error. After every request the temp dir is emptied (files never carry state).
 
 ``exec`` is the one op that is not about gyms: it runs a code string in a fresh module namespace,
 calls its function ``entry`` (default ``main``) with ``args`` as keyword arguments, and returns the
@@ -40,12 +49,13 @@ import os
 import resource
 import struct
 import sys
+import time
 import traceback
 from collections import OrderedDict
 from typing import Any
 
-from .episode import Episode, ErrorKind
-from .gym import Gym, GymSpec
+from .episode import Episode, ErrorKind, StepResult, _describe
+from .gym import Gym, GymSpec, normalise_answer
 from .jail import harden
 
 _PRELOAD = (
@@ -87,10 +97,21 @@ def fresh_copy(value: Any) -> Any:
 
 
 class HostedEpisode(Episode):
-    """An :class:`Episode` whose task configuration is kept as (shared) JSON text.
+    """An :class:`Episode` whose task configuration is kept as (shared) JSON text, and whose ``Done``
+    records the answer for the host to judge (``submitted``) instead of deciding a reward.
 
     ``task`` decodes a fresh dict each time it is read, so nothing gym code receives is shared with
     another episode; the text itself is immutable and shared by every episode of the same task."""
+
+    submitted: Any = None
+
+    def _done(self, answer: Any) -> StepResult:
+        try:
+            self.submitted = normalise_answer(answer)
+        except (TypeError, ValueError, RecursionError) as exc:
+            return self._error(ErrorKind.INVALID_ARGUMENTS, f"the answer is not JSON: {_describe(exc)}")
+        self.terminated = True
+        return StepResult("", 0.0, True, False, self.steps)
 
     def __init__(self, gym_class: type[Gym], task_text: str, shared_task: Any, seed: int = 0,
                  **kwargs: Any) -> None:
@@ -108,9 +129,15 @@ class HostedEpisode(Episode):
             self._task_text = json.dumps(value)
 
 
+class _OracleOverrun(BaseException):
+    """An oracle call over the per-call wall-time limit (a BaseException: the oracle cannot catch it
+    by accident; one that catches it anyway is still failed, see ``Worker._oracle``)."""
+
+
 class Worker:
-    def __init__(self, cpu_limit_s: float, max_observation_chars: int) -> None:
+    def __init__(self, cpu_limit_s: float, max_observation_chars: int, time_limit_s: float = 3.0) -> None:
         self.cpu_limit_s = cpu_limit_s
+        self.time_limit_s = time_limit_s
         self.max_observation_chars = max_observation_chars
         self.classes: dict[str, type[Gym]] = {}
         self.episodes: dict[str, Episode] = {}
@@ -148,13 +175,12 @@ class Worker:
             return {}
         if op in ("load", "describe"):
             if op == "load":
+                if self.classes and req["key"] not in self.classes:
+                    raise ValueError("this worker already hosts another gym (one gym per worker)")
                 self.classes[req["key"]] = load_gym_class(req["code"], req["class_name"], req["key"])
             cls = self._class(req["key"])
-            return {"tools": GymSpec.of(cls).public_tools(), "max_steps": cls.max_steps}
-        if op == "unload":  # open episodes keep their class alive; new ones need a fresh load
-            for key in req["keys"]:
-                self.classes.pop(key, None)
-            return {"classes": len(self.classes)}
+            custom = getattr(cls.check_answer, "__func__", None) is not Gym.check_answer.__func__
+            return {"tools": GymSpec.of(cls).public_tools(), "max_steps": cls.max_steps, "custom_check": custom}
         if op == "open":
             replay = req.get("replay") or []
             cls = self._class(req["key"])
@@ -175,9 +201,12 @@ class Worker:
                 return {"error": f"episode {req['ep']} is not open in this worker", "lost": True}
             self._arm_cpu_limit()
             r = ep.call(req["tool"], req.get("args") or "{}")
-            return {"result": {"observation": r.observation, "reward": r.reward, "terminated": r.terminated,
-                               "truncated": r.truncated, "steps": r.steps, "error": r.error, "done": r.done},
-                    "restart": r.error == ErrorKind.MEMORY_LIMIT}
+            reply = {"result": {"observation": r.observation, "reward": r.reward, "terminated": r.terminated,
+                                "truncated": r.truncated, "steps": r.steps, "error": r.error, "done": r.done},
+                     "restart": r.error == ErrorKind.MEMORY_LIMIT}
+            if r.terminated and r.error is None and isinstance(ep, HostedEpisode):
+                reply["answer"] = ep.submitted
+            return reply
         if op == "close":
             self.episodes.pop(req["ep"], None)
             return {}
@@ -194,13 +223,52 @@ class Worker:
             if not callable(fn):
                 raise LookupError(f"the code defines no function named {entry!r}")
             return {"result": json.loads(json.dumps(fn(**(req.get("args") or {}))))}
+        if op == "check":
+            self._arm_cpu_limit()
+            cls = self._class(req["key"])
+            return {"correct": bool(cls.check_answer(req.get("answer"), req.get("reference")))}
         if op == "oracle":
-            self._arm_cpu_limit(req.get("max_steps") or 256)
-            ep = Episode(self._class(req["key"]), req["task"], req.get("seed", 0), max_steps=req.get("max_steps"),
-                         max_observation_chars=self.max_observation_chars)
-            res = ep.run_oracle()
-            return {"reward": res.reward, "steps": res.steps, "calls": res.calls, "oracle_error": res.error}
+            return self._oracle(req)
         raise ValueError(f"unknown op {op!r}")
+
+    def _oracle(self, req: dict[str, Any]) -> dict[str, Any]:
+        """Play a task with the gym's oracle; each call under the per-call limits (CPU re-armed per call,
+        a call over the wall-time limit fails the run). The host judges the answer."""
+        cls = self._class(req["key"])
+        task_text, shared = self._shared_task(req["task"])
+        self._arm_cpu_limit()
+        ep = HostedEpisode(cls, task_text, shared, req.get("seed", 0), max_steps=req.get("max_steps"),
+                           max_observation_chars=self.max_observation_chars)
+        calls: list[tuple[str, dict[str, Any]]] = []
+        overrun: list[str] = []
+
+        def call(name: str, **arguments: Any) -> str:
+            if overrun:
+                raise _OracleOverrun(overrun[0])
+            calls.append((name, arguments))
+            self._arm_cpu_limit()
+            started = time.monotonic()
+            observation = ep.call(name, arguments).observation
+            took = time.monotonic() - started
+            if took > self.time_limit_s:
+                overrun.append(f"the oracle's call {len(calls)} ({name}) took {took:.1f} s, over the per-call "
+                               f"limit of {self.time_limit_s:g} s")
+                raise _OracleOverrun(overrun[0])
+            return observation
+
+        error = None
+        try:
+            cls.solve(call)
+        except _OracleOverrun:
+            pass
+        except (Exception, SystemExit) as exc:
+            error = f"the oracle raised {_describe(exc)}"
+        if overrun:
+            error = overrun[0]
+        elif error is None and not ep.terminated:
+            error = "the oracle ended without calling Done"
+        return {"steps": ep.steps, "calls": calls, "done": ep.terminated and not overrun,
+                "answer": ep.submitted, "oracle_error": error}
 
     def _class(self, key: str) -> type[Gym]:
         try:
@@ -242,6 +310,25 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view):]
 
 
+def _empty(folder: str) -> None:
+    """Remove everything inside ``folder`` (files never carry state from one request to the next).
+    Path-based only: the audit hook refuses folders opened as descriptors, which ``shutil.rmtree`` uses."""
+    try:
+        with os.scandir(folder) as entries:
+            found = [(entry.path, entry.is_dir(follow_symlinks=False)) for entry in entries]
+    except OSError:
+        return
+    for path, is_folder in found:
+        try:
+            if is_folder:
+                _empty(path)
+                os.rmdir(path)
+            else:
+                os.unlink(path)
+        except OSError:
+            pass
+
+
 def main() -> None:
     config = json.loads(sys.argv[1])
     proto_in, proto_out = os.dup(0), os.dup(1)
@@ -250,8 +337,10 @@ def main() -> None:
         if not (fd == 2 and config.get("keep_stderr")):
             os.dup2(devnull, fd)
     sys.stdout = sys.stderr = _NullWriter()  # type: ignore[assignment]
-    report = harden(config["tmpdir"], config["memory_mb"], _PRELOAD)
-    worker = Worker(config["cpu_s"], config["max_observation_chars"])
+    report = harden(config["tmpdir"], config["memory_mb"], _PRELOAD, audit_hooks=config.get("audit_hooks", True),
+                    disk_mb=config.get("disk_mb", 32), cpu_arming=Worker._arm_cpu_limit.__code__)
+    worker = Worker(config["cpu_s"], config["max_observation_chars"], config.get("time_s", 3.0))
+    tmpdir = config["tmpdir"]
     _send(proto_out, {"id": 0, "ok": True, "hello": dict(report), "pid": os.getpid()})
     reader = _FrameReader(proto_in)
     while True:
@@ -278,6 +367,7 @@ def main() -> None:
             _send(proto_out, {"id": req.get("id"), "ok": False, "error": f"reply not serialisable: {exc}"})
         if reply.get("restart"):
             return
+        _empty(tmpdir)
 
 if __name__ == "__main__":
     main()

@@ -49,30 +49,29 @@ async def test_broken_gym_code_is_a_clear_error(pool):
         await pool.open(gym_code("def setup(self, task):\n    self.value = task['absent']\n"), {})
 
 
-async def test_workers_unload_gyms_they_no_longer_need(monkeypatch):
-    """A worker that meets many gyms keeps only the most recent few loaded (and every gym with an open
-    episode), so synthesis over thousands of gyms does not fill its memory; evicted gyms load again."""
+async def test_each_gym_has_workers_of_its_own_and_the_cap_stops_idle_ones(monkeypatch):
+    """No two gyms share a worker process; past ``max_workers`` the least recently used worker stops
+    (a long synthesis run meets thousands of gyms) and its episodes are rebuilt by replay when next used."""
     import mcp_gyms.sandbox as sandbox
 
-    monkeypatch.setattr(sandbox, "_MAX_LOADED_GYMS", 2)
     monkeypatch.setattr(sandbox, "_MAX_DESCRIPTIONS", 3)
-    others = [gym_code(f"LABEL = {i}\n") for i in range(6)]
-    async with SandboxPool(workers=1) as pool:
+    others = [gym_code(f"LABEL = {i}\n") for i in range(4)]
+    async with SandboxPool(workers=1, max_workers=1) as pool:
         ep = await pool.open(COUNTER, {"value": 2})
+        assert (await ep.call("Add", {"amount": 1})).observation == "3"
+        pids = {pool.groups[f"gym:{COUNTER.key}"][0].process.pid}
         for code in others:
             assert await pool.reference_answer(code, {"value": 5}) == 5
-            await pool.describe(code)
-        slot = pool.slots[0]
-        assert list(slot.loaded) == [COUNTER.key, others[-1].key] and len(pool._descriptions) == 3
-        assert (await slot.request({"op": "unload", "keys": []}, 3.0))["classes"] == 2
-        assert (await ep.call("Add", {"amount": 1})).observation == "3"  # its class stayed loaded
-        assert await pool.reference_answer(others[0], {"value": 7}) == 7  # evicted, loaded again
-        assert [t["name"] for t in (await pool.describe(others[0]))["tools"]][0] == "Observe"
+            pids.add(pool.groups[f"gym:{code.key}"][0].process.pid)
+            assert pool.live_workers == 1
+        assert len(pids) == 5 and pool.stats.evictions >= 4 and len(pool._descriptions) == 3
+        assert (await ep.call("Add", {"amount": 1})).observation == "4"  # replayed on a fresh worker
+        assert pool.stats.replays >= 1
         second = await pool.open(COUNTER, {"value": 1})
         assert (await second.call("Get")).observation == "1"
         await ep.aclose()
         await second.aclose()
-        assert not slot.in_use and slot.episodes == 0
+        assert sum(slot.episodes for slot in pool.slots) == 0
 
 
 async def test_pool_closed_is_a_clear_error():
