@@ -34,7 +34,7 @@ from anyio.abc import TaskGroup
 from .bank import Bank, BankError, GymRecord, TaskRecord
 from .episode import ErrorKind, OracleResult, StepResult
 from .protocol import EpisodeInfo, EpisodeStatus, ErrorCode
-from .sandbox import GymCode, SandboxEpisode, SandboxError, SandboxPool
+from .sandbox import UNKNOWN, GymCode, SandboxEpisode, SandboxError, SandboxPool
 
 __all__ = ["EpisodeError", "EpisodeManager", "LiveEpisode", "LoadedGym", "Metrics", "resolve_task"]
 
@@ -356,7 +356,8 @@ class EpisodeManager:
         try:
             seed = record.seed if seed is None else seed
             try:
-                sandbox = await self.pool.open(gym.code, record.config, seed)
+                answer = UNKNOWN if record.answer is None else record.answer  # the bank's answer judges Done
+                sandbox = await self.pool.open(gym.code, record.config, seed, answer=answer)
             except SandboxError as exc:
                 raise EpisodeError(EpisodeError.SANDBOX_ERROR, f"could not start an episode of {gym_id!r}: {exc}") \
                     from None
@@ -447,7 +448,8 @@ class EpisodeManager:
         self._check_open()
         self.metrics.oracle_runs += 1
         try:
-            return await self.pool.run_oracle(ep.gym.code, ep.task.config, ep.seed, ep.sandbox.max_steps)
+            return await self.pool.run_oracle(ep.gym.code, ep.task.config, ep.seed, ep.sandbox.max_steps,
+                                              answer=ep.sandbox.answer)
         except SandboxError as exc:
             raise EpisodeError(EpisodeError.SANDBOX_ERROR, f"the oracle failed: {exc}") from None
 
@@ -478,7 +480,7 @@ class EpisodeManager:
     def health(self) -> dict[str, Any]:
         return {"status": "stopping" if self._closing else "ok", "gyms": len(self.gym_ids),
                 "gyms_loaded": len(self._gyms), "episodes_open": len(self._live),
-                "max_episodes": self.max_episodes, "workers": len(self.pool.slots),
+                "max_episodes": self.max_episodes, "workers": self.pool.concurrency, "live_workers": self.pool.live_workers,
                 "uptime_s": round(time.time() - self.started_at, 1)}
 
     def metrics_text(self) -> str:
@@ -507,12 +509,17 @@ class EpisodeManager:
                [(f'{{reason="{k}"}}', v) for k, v in sorted(m.rejected.items())] or [('{reason="none"}', 0)])
         metric("codegym_oracle_runs_total", "counter", "Oracle plays requested.", [("", m.oracle_runs)])
         metric("codegym_gyms_loaded", "gauge", "Gyms loaded (of the bank's).", [("", len(self._gyms))])
-        metric("codegym_sandbox_workers", "gauge", "Sandbox worker slots.", [("", len(self.pool.slots))])
+        metric("codegym_sandbox_workers", "gauge", "Live sandbox worker processes.", [("", self.pool.live_workers)])
         metric("codegym_sandbox_timeouts_total", "counter", "Sandbox requests stopped at a wall-time limit.",
                [("", stats.timeouts)])
         metric("codegym_sandbox_worker_restarts_total", "counter", "Sandbox workers replaced.",
                [("", stats.worker_restarts)])
         metric("codegym_sandbox_replays_total", "counter", "Episodes rebuilt on a fresh worker.", [("", stats.replays)])
+        metric("codegym_sandbox_retries_total", "counter",
+               "Calls run again on a fresh worker after their worker died of something they did not cause.",
+               [("", stats.retries)])
+        metric("codegym_sandbox_evictions_total", "counter", "Idle sandbox workers stopped at the worker cap.",
+               [("", stats.evictions)])
         name = "codegym_tool_call_duration_seconds"
         out.append(f"# HELP {name} Latency of tool calls (sandbox round trip included).")
         out.append(f"# TYPE {name} histogram")

@@ -81,7 +81,7 @@ _BATCH_BYTES = 32 * 1024  # ... and most bytes: well under a pipe's buffer, so w
 _MAX_DESCRIPTIONS = 4096  # gym descriptions a pool remembers (a long synthesis run meets many gyms)
 _MAX_ANSWERS = 16384  # reference answers a pool remembers, per (gym, task)
 _MAX_RETRIES = 5  # times a call is run again after its worker died of something it did not cause
-_SPREAD_AT = 4  # open episodes per worker before a busy gym gets another worker (up to ``workers``)
+_SPREAD_AT = 1  # open episodes on every worker of a gym before it gets another (up to ``workers``)
 UNKNOWN: Any = object()  # "the reference answer is not known": the pool computes it
 
 
@@ -586,6 +586,12 @@ class SandboxPool:
     def slots(self) -> list[_Slot]:
         """Every worker slot, of every gym."""
         return [slot for group in self.groups.values() for slot in group]
+
+    @property
+    def concurrency(self) -> int:
+        """How many requests of one kind this pool runs at once (``workers``): what callers size
+        their own concurrency by."""
+        return self.per_gym
 
     @property
     def live_workers(self) -> int:

@@ -146,7 +146,7 @@ async def synthesize(
         bars.replay(state)
     incomplete: dict[str, str] = {}
     if jobs is None:
-        jobs = max(4, 2 * len(pools.gyms.slots))
+        jobs = max(4, 2 * pools.gyms.concurrency)
     limiter = anyio.Semaphore(max(1, jobs))
 
     async def process(problem: Problem, state: ProblemState) -> None:

@@ -370,6 +370,11 @@ class RemotePool:
         return range(max(1, sum(a.plan.workers for a in self._cluster.actors if a.alive)))
 
     @property
+    def concurrency(self) -> int:
+        """How many requests this pool runs at once (see ``SandboxPool.concurrency``)."""
+        return len(self.slots)
+
+    @property
     def stats(self) -> PoolStats:
         """This pool's counters summed over the actors (as each last reported them)."""
         total = PoolStats()

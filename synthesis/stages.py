@@ -107,7 +107,7 @@ class Pools:
         """Where sandbox work runs, for the report: ``local (N workers per pool)`` or ``ray (...)``."""
         if self.cluster is not None:
             return self.cluster.where
-        return f"local ({len(self.gyms.slots)} workers per pool)"
+        return f"local ({self.gyms.concurrency} workers per pool)"
 
     async def aclose(self) -> None:
         for pool in (self.tests, self.reference, self.gyms):
@@ -284,7 +284,7 @@ async def stage_inputs(ctx: Context) -> StageResult:
         except AnswerError as exc:
             item.status, item.reason = "dropped", str(exc)
 
-    await _gather(unique, answer, len(ctx.pools.reference.slots) * 2)
+    await _gather(unique, answer, ctx.pools.reference.concurrency * 2)
     kept = [i for i in unique if i.status == "kept"]
     state.inputs = inputs
     counts = {"generated": len(inputs), "unique": len(unique), "kept": len(kept),
@@ -318,7 +318,7 @@ async def stage_inputs(ctx: Context) -> StageResult:
                     f"{_short(task.config, 60)}: gym {_short(reference, 40)}, solution {_short(task.answer, 40)}")
         return None
 
-    problem = await _first_failure(tasks, check, len(ctx.pools.reference.slots))
+    problem = await _first_failure(tasks, check, ctx.pools.reference.concurrency)
     if problem is not None:
         code = "reference_error" if "fails on" in problem else "reference_mismatch"
         return _dropped("inputs", code, problem, **counts)
@@ -352,7 +352,7 @@ async def _try_candidate(ctx: Context, index: int, origin: str, code: str) -> Ca
         steps[task.id] = result.steps
         return None
 
-    failure = await _first_failure(state.tasks, run, len(ctx.pools.gyms.slots))
+    failure = await _first_failure(state.tasks, run, ctx.pools.gyms.concurrency)
     if failure is not None:
         return CandidateResult(index=index, origin=origin, status="failed", reason=failure)
     return CandidateResult(index=index, origin=origin, status="oracle", steps=steps)

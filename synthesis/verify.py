@@ -164,7 +164,7 @@ async def verify_gym(source: GymSource, pool: SandboxPool, reference_pool: Sandb
         else:
             tv.kept = True
 
-    limiter = anyio.Semaphore(len(pool.slots) * 2)
+    limiter = anyio.Semaphore(pool.concurrency * 2)
 
     async def bounded(task: TaskRecord) -> None:
         async with limiter:
@@ -190,7 +190,7 @@ async def verify_sources(sources: list[GymSource], workers: int | None = None,
     ``progress(verdict)`` is called as each gym finishes."""
     verdicts: list[GymVerdict | None] = [None] * len(sources)
     async with SandboxPool(workers) as pool, SandboxPool(workers, REFERENCE_LIMITS) as reference_pool:
-        limiter = anyio.Semaphore(2 * len(pool.slots))
+        limiter = anyio.Semaphore(2 * pool.concurrency)
 
         async def one(i: int, source: GymSource) -> None:
             async with limiter:
