@@ -36,7 +36,7 @@ from .episode import ErrorKind, OracleResult, StepResult
 from .protocol import EpisodeInfo, EpisodeStatus, ErrorCode
 from .sandbox import UNKNOWN, GymCode, SandboxEpisode, SandboxError, SandboxPool
 
-__all__ = ["EpisodeError", "EpisodeManager", "LiveEpisode", "LoadedGym", "Metrics", "resolve_task"]
+__all__ = ["EpisodeError", "EpisodeManager", "LiveEpisode", "LoadedGym", "Metrics", "rejection", "resolve_task"]
 
 DEFAULT_MAX_EPISODES = 10_000
 DEFAULT_IDLE_TIMEOUT_S = 900.0
@@ -102,6 +102,16 @@ class LoadedGym:
     def resolve_task(self, task: int | str | None = None, difficulty: str | None = None) -> int:
         """The index of a task named by index, id, or difficulty (first of it); task 0 by default."""
         return resolve_task(self.id, self.tasks, task, difficulty)
+
+
+def rejection(record: GymRecord) -> str | None:
+    """Why a gym failed verification ("failed verification: <checks>"), or None if it did not fail
+    (verified, or never verified at all)."""
+    report = record.verification
+    if report is None or report.verified:
+        return None
+    failed = [f"{name}: {why}" for name, why in report.checks.items() if why != "ok"]
+    return "failed verification" + (f" ({'; '.join(failed)[:300]})" if failed else "")
 
 
 def resolve_task(gym_id: str, tasks: list[TaskRecord], task: int | str | None = None,
@@ -199,11 +209,13 @@ class EpisodeManager:
         max_episodes: cap on open episodes.
         idle_timeout: seconds without a call after which an episode is closed (None: never).
         shutdown_grace: seconds :meth:`aclose` waits for in-flight calls before closing episodes.
+        allow_unverified: serve gyms that failed verification too (they are refused by default; gyms
+            never verified at all, such as hand-written ones, are served).
     """
 
     def __init__(self, bank: Bank, pool: SandboxPool, *, gyms: list[str] | None = None,
                  max_episodes: int = DEFAULT_MAX_EPISODES, idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT_S,
-                 shutdown_grace: float = 10.0) -> None:
+                 shutdown_grace: float = 10.0, allow_unverified: bool = False) -> None:
         if max_episodes < 1:
             raise ValueError("max_episodes must be at least 1")
         if idle_timeout is not None and not (math.isfinite(idle_timeout) and idle_timeout > 0):
@@ -217,6 +229,7 @@ class EpisodeManager:
         self.max_episodes = max_episodes
         self.idle_timeout = idle_timeout
         self.shutdown_grace = shutdown_grace
+        self.allow_unverified = allow_unverified
         self.metrics = Metrics()
         self.started_at = time.time()
         self._gyms: dict[str, LoadedGym] = {}
@@ -313,6 +326,9 @@ class EpisodeManager:
                 raise EpisodeError(EpisodeError.GYM_UNAVAILABLE, failed[1])
             try:
                 record, code, tasks = await anyio.to_thread.run_sync(self._read_gym, gym_id)
+                rejected = rejection(record)
+                if rejected and not self.allow_unverified:
+                    raise BankError(f"{rejected}; the server refuses it unless started with --allow-unverified")
                 gym_code = GymCode(code, record.class_name)
                 described = await self.pool.describe(gym_code)
             except (BankError, SandboxError) as exc:

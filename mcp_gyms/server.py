@@ -62,6 +62,7 @@ from .episodes import (
     EpisodeManager,
     LiveEpisode,
     LoadedGym,
+    rejection,
     resolve_task,
 )
 from .protocol import (
@@ -431,11 +432,12 @@ def build_gym_server(manager: EpisodeManager, gym: LoadedGym, *, handleless: Han
 @contextlib.asynccontextmanager
 async def open_gym_server(bank: Bank, gym_id: str, *, workers: int | None = 1, limits: SandboxLimits | None = None,
                           handleless: Handleless = "process", startup: StartupTask | None = None,
-                          max_episodes: int = DEFAULT_MAX_EPISODES,
-                          idle_timeout: float | None = None) -> AsyncIterator[Server[Any]]:
+                          max_episodes: int = DEFAULT_MAX_EPISODES, idle_timeout: float | None = None,
+                          allow_unverified: bool = False) -> AsyncIterator[Server[Any]]:
     """A ready in-process server of one gym (with its own sandbox pool), for ``mcp_gyms.client.connect``."""
     async with SandboxPool(workers, limits) as pool, \
-            EpisodeManager(bank, pool, gyms=[gym_id], max_episodes=max_episodes, idle_timeout=idle_timeout) as manager:
+            EpisodeManager(bank, pool, gyms=[gym_id], max_episodes=max_episodes, idle_timeout=idle_timeout,
+                           allow_unverified=allow_unverified) as manager:
         gym = await manager.gym(gym_id)
         if startup is not None:
             gym.resolve_task(startup.task, startup.difficulty)
@@ -483,13 +485,14 @@ class _AnsweringReader:
 
 async def serve_stdio(bank: Bank, gym_id: str, *, startup: StartupTask | None = None, workers: int | None = 1,
                       limits: SandboxLimits | None = None, idle_timeout: float | None = None,
-                      max_episodes: int = DEFAULT_MAX_EPISODES) -> None:
+                      max_episodes: int = DEFAULT_MAX_EPISODES, allow_unverified: bool = False) -> None:
     """Serve one gym over stdio until stdin closes (then return) or SIGTERM/SIGINT/SIGHUP.
 
     On a signal the episodes are closed and every sandbox worker stopped, then the process exits at
     once (status 0): the thread blocked reading stdin cannot be interrupted, so it is not waited for."""
     async with SandboxPool(workers, limits) as pool, \
-            EpisodeManager(bank, pool, gyms=[gym_id], max_episodes=max_episodes, idle_timeout=idle_timeout) as manager:
+            EpisodeManager(bank, pool, gyms=[gym_id], max_episodes=max_episodes, idle_timeout=idle_timeout,
+                           allow_unverified=allow_unverified) as manager:
         gym = await manager.gym(gym_id)
         if startup is not None:
             gym.resolve_task(startup.task, startup.difficulty)
@@ -621,8 +624,10 @@ class HttpService:
                  limits: SandboxLimits | None = None, max_episodes: int = DEFAULT_MAX_EPISODES,
                  idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT_S, token: str | None = None,
                  host: str = "127.0.0.1", startup: StartupTask | None = None, shutdown_grace: float = 10.0,
-                 max_sessions: int = 10_000, max_request_body: int = 4 * 1024 * 1024) -> None:
+                 max_sessions: int = 10_000, max_request_body: int = 4 * 1024 * 1024,
+                 allow_unverified: bool = False) -> None:
         self.bank = bank
+        self.allow_unverified = allow_unverified
         self.gyms = gyms
         self.workers = workers
         self.limits = limits
@@ -654,7 +659,8 @@ class HttpService:
         async def lifespan(app: Starlette) -> AsyncIterator[None]:
             async with SandboxPool(self.workers, self.limits) as pool:
                 manager = EpisodeManager(self.bank, pool, gyms=self.gyms, max_episodes=self.max_episodes,
-                                         idle_timeout=self.idle_timeout, shutdown_grace=self.shutdown_grace)
+                                         idle_timeout=self.idle_timeout, shutdown_grace=self.shutdown_grace,
+                                         allow_unverified=self.allow_unverified)
                 async with manager, endpoints.running():
                     self.pool, self.manager = pool, manager
                     if self.on_ready is not None:
@@ -760,6 +766,24 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
                              "never for stdio)")
     parser.add_argument("--time-limit", type=float, default=3.0, metavar="SECONDS",
                         help="wall-time limit of one tool call in the sandbox (default: 3)")
+    parser.add_argument("--allow-unverified", action="store_true",
+                        help="also serve gyms that failed `codegym verify` (refused by default)")
+
+
+def _announce_unverified(bank: Bank, gyms: list[str] | None, allowed: bool) -> None:
+    """Say at start which served gyms failed verification (refused unless ``allowed``) or never had it."""
+    rejected, unchecked = [], []
+    for gym_id in gyms if gyms is not None else bank.gym_ids:
+        if bank.summary(gym_id).verified:
+            continue
+        (rejected if rejection(bank.gym(gym_id)) else unchecked).append(gym_id)
+    if rejected:
+        what = "serving anyway (--allow-unverified)" if allowed else "refusing (--allow-unverified serves them)"
+        print(f"codegym: {len(rejected)} gym(s) failed verification, {what}: {', '.join(rejected[:20])}",
+              file=sys.stderr, flush=True)
+    if unchecked:
+        print(f"codegym: {len(unchecked)} gym(s) were never verified (`codegym verify` checks them): "
+              f"{', '.join(unchecked[:20])}", file=sys.stderr, flush=True)
 
 
 def _task_arg(value: str | None) -> int | str | None:
@@ -782,6 +806,11 @@ def serve_command(args: argparse.Namespace) -> int:
         except EpisodeError as exc:
             print(f"codegym serve: {exc.message}", file=sys.stderr)
             return 2
+    if args.gym is not None and not args.allow_unverified and rejection(bank.gym(args.gym)):
+        print(f"codegym serve: gym {args.gym!r} {rejection(bank.gym(args.gym))}; serve it anyway with "
+              "--allow-unverified", file=sys.stderr)
+        return 2
+    _announce_unverified(bank, [args.gym] if args.gym else None, args.allow_unverified)
     if not args.http:
         if args.gym is None:
             print("codegym serve: name a GYM to serve over stdio, or add --http to serve the whole bank",
@@ -789,7 +818,8 @@ def serve_command(args: argparse.Namespace) -> int:
             return 2
         try:
             anyio.run(lambda: serve_stdio(bank, args.gym, startup=startup, workers=args.workers or 1, limits=limits,
-                                          idle_timeout=args.idle_timeout, max_episodes=args.max_episodes))
+                                          idle_timeout=args.idle_timeout, max_episodes=args.max_episodes,
+                                          allow_unverified=args.allow_unverified))
         except EpisodeError as exc:
             print(f"codegym serve: {exc.message}", file=sys.stderr)
             return 2
@@ -803,7 +833,7 @@ def serve_command(args: argparse.Namespace) -> int:
     service = HttpService(bank, gyms=[args.gym] if args.gym else None, workers=args.workers, limits=limits,
                           max_episodes=args.max_episodes,
                           idle_timeout=args.idle_timeout if args.idle_timeout is not None else DEFAULT_IDLE_TIMEOUT_S,
-                          token=token, host=args.host, startup=startup)
+                          token=token, host=args.host, startup=startup, allow_unverified=args.allow_unverified)
     try:
         serve_http(service, args.port)
     except OSError as exc:

@@ -367,3 +367,64 @@ def Step(self, amount: int) -> int:
             tg.start_soon(play, i, ep)
     assert errors == []
     assert bare_pool.stats.retries > 0
+
+
+def _verify_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "mcp_gyms.cli", "verify", *args], capture_output=True, text=True,
+                          timeout=300, cwd=ROOT)
+
+
+def test_verification_cannot_be_poisoned_and_rejected_gyms_are_not_served(tmp_path):
+    """``verify poisoner broken``: the poisoner patches the Done check of its worker at import; ``broken``
+    (an oracle that submits a wrong answer) is still REJECTED, alone or verified with it, and a bank
+    written with ``--into`` is not served with the rejected gym unless the operator asks."""
+    from mcp_gyms.bank import Bank, GymRecord, Provenance, TaskRecord
+
+    poison = ("import mcp_gyms.gym as _g\n"
+              "_g.normalise_answer = lambda value: 0\n"
+              "_g.Gym.check_answer = classmethod(lambda cls, answer, reference: True)\n")
+    broken_oracle = ('''
+@staticmethod
+def solve(call):
+    for _ in range(9):
+        call("Add", amount=1)
+    call("Done", answer=-1)
+''')
+    bank = Bank.create(tmp_path / "bank")
+    for gym_id, code in (("poisoner", gym_code("", "Poisoner")), ("broken", gym_code(broken_oracle, "Broken"))):
+        source = poison + code.code if gym_id == "poisoner" else code.code
+        tasks = [TaskRecord(id=f"t{i}", difficulty="easy", config={"value": v}) for i, v in enumerate((3, 5, 8))]
+        bank.put_gym(GymRecord(id=gym_id, title=gym_id, class_name=code.class_name, task_text="count",
+                               provenance=Provenance(source="test")), source, tasks)
+    together = _verify_cli(str(bank.root / "gyms" / "poisoner"), str(bank.root / "gyms" / "broken"),
+                           "--into", str(tmp_path / "out"))
+    alone = _verify_cli(str(bank.root / "gyms" / "broken"))
+    for out in (together, alone):
+        line = next(row for row in out.stdout.splitlines() if "broken" in row)
+        assert "REJECTED" in line, out.stdout + out.stderr
+    served = Bank.open(tmp_path / "out")
+    assert "broken" in served and not served.summary("broken").verified
+    refused = subprocess.run([sys.executable, "-m", "mcp_gyms.server", "broken", "--bank", str(served.root)],
+                             capture_output=True, text=True, timeout=60, cwd=ROOT, stdin=subprocess.DEVNULL)
+    assert refused.returncode == 2 and "failed verification" in refused.stderr, refused.stderr
+    assert "--allow-unverified" in refused.stderr
+
+
+async def test_the_episode_manager_refuses_rejected_gyms_unless_allowed(tmp_path):
+    from mcp_gyms.bank import Bank, GymRecord, Provenance, TaskRecord, VerificationReport
+    from mcp_gyms.episodes import EpisodeError, EpisodeManager
+
+    bank = Bank.create(tmp_path / "bank")
+    code = gym_code("")
+    report = VerificationReport(verified=False, verified_at="2026-11-29T00:00:00+00:00",
+                                checks={"oracle": "the oracle earned reward 0 on t0"})
+    bank.put_gym(GymRecord(id="rejected", title="r", class_name=code.class_name, task_text="count",
+                           provenance=Provenance(source="test"), verification=report), code.code,
+                 [TaskRecord(id="t0", difficulty="easy", config={"value": 1})])
+    async with SandboxPool(workers=1) as pool:
+        async with EpisodeManager(bank, pool) as manager:
+            with pytest.raises(EpisodeError, match="failed verification .*oracle earned reward 0.*--allow-unverified"):
+                await manager.start("rejected")
+        async with EpisodeManager(bank, pool, allow_unverified=True) as manager:
+            ep = await manager.start("rejected")
+            assert (await manager.call(ep, "Get", "{}")).observation == "1"
