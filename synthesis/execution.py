@@ -9,6 +9,7 @@ Both helpers send a self-contained program from :mod:`synthesis.sandboxed` to
 
 from __future__ import annotations
 
+import hashlib
 import json
 from functools import cache
 from pathlib import Path
@@ -63,12 +64,18 @@ class TestReport(BaseModel):
         return f"no test passed ({self.collected} collected, {self.skipped} skipped)"
 
 
+def problem_scope(problem: Problem) -> str:
+    """The sandbox scope of a problem's code: its runs share worker processes with no other problem's."""
+    return hashlib.sha256(f"{problem.solution}\0{problem.tests}".encode()).hexdigest()[:24]
+
+
 async def run_problem_tests(pool: SandboxPool, problem: Problem) -> TestReport:
     """Run ``problem.tests`` against ``problem.solution`` in the sandbox (step 0).
 
     Never raises for a bad problem: a timeout, memory blow-up or crash becomes a failed report."""
     try:
-        raw = await pool.execute(program("pytest_lite"), "main", {"solution": problem.solution, "tests": problem.tests})
+        raw = await pool.execute(program("pytest_lite"), "main", {"solution": problem.solution, "tests": problem.tests},
+                                 scope=problem_scope(problem))
     except SandboxError as exc:
         return TestReport(ok=False, error=f"running the tests: {exc}")
     return TestReport.model_validate(raw)
@@ -88,7 +95,8 @@ async def solution_answer(pool: SandboxPool, problem: Problem, config: dict[str,
         raise AnswerError("the problem has no entry function")
     try:
         reply = await pool.execute(program("call_solution"), "main",
-                                   {"solution": problem.solution, "entry": problem.entry_point, "config": config})
+                                   {"solution": problem.solution, "entry": problem.entry_point, "config": config},
+                                   scope=problem_scope(problem))
     except SandboxError as exc:
         raise AnswerError(str(exc).replace("code execution", "the solution", 1)) from None
     value = reply["value"]

@@ -112,7 +112,8 @@ class SandboxHost:
         target = self._pool(pool)
         try:
             if op == "execute":
-                value: Any = await target.execute(payload["code"], payload["entry"], payload["args"])
+                value: Any = await target.execute(payload["code"], payload["entry"], payload["args"],
+                                                  payload.get("scope"))
             else:
                 gym = GymCode(payload["code"], payload["class_name"])
                 if op == "describe":
@@ -412,9 +413,11 @@ class RemotePool:
         calls = [(str(name), dict(args)) for name, args in raw["calls"]]
         return OracleResult(float(raw["reward"]), int(raw["steps"]), calls, raw["error"])
 
-    async def execute(self, code: str, entry: str = "main", args: dict[str, Any] | None = None) -> Any:
+    async def execute(self, code: str, entry: str = "main", args: dict[str, Any] | None = None,
+                      scope: str | None = None) -> Any:
         """Run untrusted non-gym code, ``entry(**args)``, in a remote sandbox (see ``SandboxPool.execute``)."""
-        return await self._cluster.request(self.name, "execute", {"code": code, "entry": entry, "args": args or {}})
+        return await self._cluster.request(self.name, "execute", {"code": code, "entry": entry, "args": args or {},
+                                                                  "scope": scope})
 
     async def aclose(self) -> None:
         """Nothing to do per pool: :meth:`RayCluster.aclose` stops the actors the three pools share."""
