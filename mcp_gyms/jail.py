@@ -341,9 +341,12 @@ _BLOCKED_EVENTS = {
     "smtplib.connect": "network access",
 }
 _BLOCKED_MODULES = {"ctypes", "_ctypes", "_posixsubprocess", "multiprocessing", "_multiprocessing", "_xxsubinterpreters"}
+#: Events that change files: (positions of their path arguments, positions of their dir_fd arguments).
 _PATH_EVENTS_WRITE = {
-    "os.remove", "os.rename", "os.rmdir", "os.mkdir", "os.link", "os.symlink", "os.truncate", "shutil.rmtree",
-    "shutil.move", "shutil.copyfile",
+    "os.remove": ((0,), (1,)), "os.rmdir": ((0,), (1,)), "os.mkdir": ((0,), (2,)),
+    "os.rename": ((0, 1), (2, 3)), "os.link": ((0, 1), (2, 3)), "os.symlink": ((1,), (2,)),
+    "os.truncate": ((0,), ()), "shutil.rmtree": ((0,), (1,)), "shutil.move": ((0, 1), ()),
+    "shutil.copyfile": ((0, 1), ()),
 }
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
 
@@ -392,9 +395,12 @@ def _make_hook(tmpdir: str, read_roots: tuple[str, ...], cpu_arming: Any = None)
             # only the worker's own per-call arming (frame 1: the Python code that called setrlimit)
             raise SandboxViolation("sandbox: changing resource limits is not allowed (resource.setrlimit)")
         elif event in _PATH_EVENTS_WRITE:
-            for arg in args[:2]:
-                if isinstance(arg, (str, bytes, os.PathLike, int)):
-                    check_path(arg, True, event)
+            paths, dir_fds = _PATH_EVENTS_WRITE[event]
+            if any(i < len(args) and args[i] not in (None, -1, -100) for i in dir_fds):  # -1: none, -100: AT_FDCWD
+                raise SandboxViolation(f"sandbox: {event} with dir_fd= is not allowed")
+            for i in paths:
+                if i < len(args):
+                    check_path(args[i], True, event)
         elif event in ("os.listdir", "os.scandir") and args and args[0] is not None:
             check_path(args[0], False, event)
 

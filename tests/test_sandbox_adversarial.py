@@ -314,3 +314,42 @@ def Forge(self) -> str:
     for i, b in enumerate(bystanders):  # a garbled pipe costs others at most one failed call, never state
         results = [await b.call("Get") for _ in range(3)]
         assert results[-1].observation == str(10 * i + 1), results
+
+
+PROBE = gym_code('''
+@tool
+def Probe(self, what: str) -> str:
+    """Look for the easy ways around the audit hook."""
+    try:
+        if what == "jail_ctypes":
+            import mcp_gyms.jail as jail
+            return f"reachable={hasattr(jail, 'ctypes')}"
+        if what == "fork_exec":
+            import subprocess
+            return f"reachable={hasattr(subprocess, '_fork_exec')}"
+        if what == "dir_fd":
+            folder = os.open(".", os.O_RDONLY)
+            os.mkdir("x", dir_fd=folder)
+            return "made"
+        if what == "setrlimit":
+            import resource
+            resource.setrlimit(resource.RLIMIT_CPU, (10 ** 6, resource.getrlimit(resource.RLIMIT_CPU)[1]))
+            return "raised"
+    except PermissionError as exc:
+        return f"refused: {exc}"
+    return "?"
+''', "ProbeGym")
+
+
+@pytest.mark.parametrize("what, expected", [
+    ("jail_ctypes", "reachable=False"),
+    ("fork_exec", ("reachable=False", "refused: sandbox: importing _posixsubprocess is not allowed")),
+    ("dir_fd", "refused: sandbox: opening a folder as a file descriptor is not allowed"),
+    ("setrlimit", "refused: sandbox: changing resource limits is not allowed"),
+])
+async def test_the_hook_closes_the_easy_paths(pool, what, expected):
+    """With the hook on, the known ways around it get a clear error (it is not the boundary: the same
+    attempts with the hook off are the kernel's to stop, see test_sandbox_boundary.py)."""
+    ep = await pool.open(PROBE, {"value": 1})
+    result = await ep.call("Probe", {"what": what})
+    assert result.observation.startswith(expected), result.observation

@@ -428,3 +428,20 @@ async def test_the_episode_manager_refuses_rejected_gyms_unless_allowed(tmp_path
         async with EpisodeManager(bank, pool, allow_unverified=True) as manager:
             ep = await manager.start("rejected")
             assert (await manager.call(ep, "Get", "{}")).observation == "1"
+
+
+async def test_a_raised_cpu_limit_still_meets_the_wall_clock(bare_pool):
+    spinner = gym_code('''
+@tool
+def Spin(self) -> str:
+    """Raise our own CPU limit, then spin."""
+    import resource
+    resource.setrlimit(resource.RLIMIT_CPU, (10 ** 6, resource.getrlimit(resource.RLIMIT_CPU)[1]))
+    while True:
+        pass
+''', "Spinner")
+    ep = await bare_pool.open(spinner, {"value": 1})
+    started = time.monotonic()
+    result = await ep.call("Spin")
+    assert result.error == ErrorKind.TIME_LIMIT and time.monotonic() - started < bare_pool.limits.time_s + 1.5
+    assert (await ep.call("Get")).observation == "1"
