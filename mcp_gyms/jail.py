@@ -582,15 +582,17 @@ def harden(tmpdir: str, memory_mb: int, preload: Iterable[str] = (), *, audit_ho
     return report
 
 
-def _forget_native_code() -> None:
-    """Drop every reference this process holds to ctypes and process-creation modules: the modules
-    themselves, this module's own handles, and attributes of loaded modules that point into them
-    (``subprocess._fork_exec``). Gym code that gets past the audit hook can import them again; the
-    kernel layers are what hold then — this only keeps the easy paths closed."""
-    for name in list(sys.modules):
-        if name.split(".")[0] in _BLOCKED_MODULES:
-            del sys.modules[name]
-    for module in list(sys.modules.values()):
+_SWEPT: set[str] = set()  # modules whose attributes :func:`forget_native_attributes` already cleaned
+
+
+def forget_native_attributes() -> None:
+    """Delete the attributes of loaded modules (but this one, which the lockdown still needs) that lead
+    to ctypes or process creation (``subprocess._fork_exec``, ``numpy.core._internal.ctypes``...).
+    The zygote does it once for every worker it forks; a worker does it for modules loaded since."""
+    for name, module in list(sys.modules.items()):
+        if name in _SWEPT or name == __name__ or name.split(".")[0] in _BLOCKED_MODULES:
+            continue
+        _SWEPT.add(name)
         try:
             attributes = list(vars(module).items())
         except TypeError:
@@ -603,4 +605,18 @@ def _forget_native_code() -> None:
                     delattr(module, attr)
                 except (AttributeError, TypeError):
                     pass
+
+
+def _forget_native_code() -> None:
+    """Drop every reference this process holds to ctypes and process-creation modules: the modules
+    themselves, this module's own handles, and attributes of loaded modules that point into them.
+    Gym code that gets past the audit hook can import them again; the kernel layers are what hold
+    then — this only keeps the easy paths closed."""
+    forget_native_attributes()
+    for name in list(sys.modules):
+        if name.split(".")[0] in _BLOCKED_MODULES:
+            del sys.modules[name]
+    own = globals()
+    for name in ("ctypes", "_RulesetAttr", "_PathBeneathAttr", "_libc"):
+        own.pop(name, None)
     gc.collect()

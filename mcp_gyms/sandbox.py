@@ -50,24 +50,21 @@ import json
 import os
 import shutil
 import struct
-import subprocess
-import sys
 import tempfile
 import time
 import uuid
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from functools import cached_property
-from pathlib import Path
 from typing import Any
 
 import anyio
-from anyio.abc import Process
 from anyio.streams.buffered import BufferedByteReceiveStream
 
 from .episode import ErrorKind, OracleResult, StepResult, parse_action
 from .gym import DONE, normalise_answer
 from .jail import protect_host
+from .zygote import WorkerProcess, Zygote, ZygoteLost, package_parent
 
 __all__ = ["GymCode", "MAX_STEPS", "SandboxError", "SandboxEpisode", "SandboxLimits", "SandboxPool", "UNKNOWN"]
 
@@ -83,6 +80,7 @@ _MAX_ANSWERS = 16384  # reference answers a pool remembers, per (gym, task)
 _MAX_RETRIES = 5  # times a call is run again after its worker died of something it did not cause
 _SPREAD_AT = 1  # open episodes on every worker of a gym before it gets another (up to ``workers``)
 UNKNOWN: Any = object()  # "the reference answer is not known": the pool computes it
+_KEEP_STDERR = bool(os.environ.get("CODEGYM_WORKER_STDERR"))  # debugging: workers' stderr to the host's
 
 
 @dataclass(frozen=True)
@@ -221,7 +219,7 @@ class _Slot:
         self.pool = pool
         self.group = group
         self.gym = gym
-        self.process: Process | None = None
+        self.process: WorkerProcess | None = None
         self.reader: BufferedByteReceiveStream | None = None
         self.generation = 0
         self.loaded = False
@@ -246,16 +244,15 @@ class _Slot:
         limits = self.pool.limits
         config = {"tmpdir": self.tmpdir, "memory_mb": limits.memory_mb, "cpu_s": limits.cpu, "time_s": limits.time_s,
                   "max_observation_chars": limits.max_observation_chars, "disk_mb": limits.disk_mb,
-                  "audit_hooks": self.pool.audit_hooks, "keep_stderr": bool(os.environ.get("CODEGYM_WORKER_STDERR"))}
-        package_parent = str(Path(__file__).resolve().parent.parent)
-        bootstrap = f"import sys; sys.path.insert(0, {package_parent!r}); from mcp_gyms.sandbox_worker import main; main()"
-        self.process = await anyio.open_process(
-            [sys.executable, "-I", "-c", bootstrap, json.dumps(config)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=None if config["keep_stderr"] else subprocess.DEVNULL,
-            cwd=self.tmpdir, env=_worker_env(self.tmpdir), start_new_session=True,
-        )
-        self.reader = BufferedByteReceiveStream(self.process.stdout)  # type: ignore[arg-type]
+                  "audit_hooks": self.pool.audit_hooks, "keep_stderr": _KEEP_STDERR,
+                  "env": _worker_env(self.tmpdir)}
+        try:
+            self.process = await self.pool._zygote.fork(config)
+        except ZygoteLost as exc:
+            shutil.rmtree(self.tmpdir, ignore_errors=True)
+            self.tmpdir = None
+            raise _WorkerLost(ErrorKind.SANDBOX_ERROR, f"could not start a sandbox worker: {exc}", True) from None
+        self.reader = BufferedByteReceiveStream(self.process.stdout)
         self.generation += 1
         self.loaded = False
         with anyio.move_on_after(_STARTUP_TIMEOUT_S):
@@ -574,6 +571,7 @@ class SandboxPool:
         self._descriptions: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self._answers: OrderedDict[tuple[str, str], Any] = OrderedDict()
         self._oracle_limiter: anyio.CapacityLimiter | None = None
+        self._zygote = Zygote(package_parent(), _worker_env("/"), _KEEP_STDERR)
         self._closed = False
 
     async def __aenter__(self) -> SandboxPool:
@@ -603,6 +601,8 @@ class SandboxPool:
         async with anyio.create_task_group() as tg:
             for slot in self.slots:
                 tg.start_soon(slot.shutdown)
+        with anyio.CancelScope(shield=True):
+            await self._zygote.aclose()
 
     # --- placement --------------------------------------------------------------------------
     def _slot(self, group: str, gym: GymCode | None, spread: int | None = None) -> _Slot:
@@ -619,6 +619,14 @@ class SandboxPool:
 
     def _gym_slot(self, gym: GymCode) -> _Slot:
         return self._slot(f"gym:{gym.key}", gym, _SPREAD_AT)
+
+    def _oracle_slot(self, gym: GymCode) -> _Slot:
+        """Where an oracle run goes: an idle worker of the gym without episodes (verification), else a
+        worker of the gym's own kept for oracle runs, so a slow oracle never holds up an episode."""
+        for slot in self.groups.get(f"gym:{gym.key}", []):
+            if slot.episodes == 0 and not slot.queue and not slot.lock.locked():
+                return slot
+        return self._slot(f"oracle:{gym.key}", gym)
 
     async def _make_room(self, starting: _Slot) -> None:
         """Before ``starting`` starts a worker: stop the least recently used idle workers (those without
@@ -712,7 +720,7 @@ class SandboxPool:
     async def run_oracle(self, gym: GymCode, task: dict[str, Any], seed: int = 0,
                          max_steps: int | None = None, timeout: float | None = None,
                          answer: Any = UNKNOWN) -> OracleResult:
-        """Play ``task`` with the gym's oracle, in a worker of the gym's own kept for oracle runs.
+        """Play ``task`` with the gym's oracle, in a worker of the gym's (see :meth:`_oracle_slot`).
 
         Every call obeys the per-call limits; the step budget is at most :data:`MAX_STEPS`; the whole run
         is capped by ``timeout`` (default: the per-call limit times the budget, at most
@@ -724,7 +732,7 @@ class SandboxPool:
         if self._oracle_limiter is None:
             self._oracle_limiter = anyio.CapacityLimiter(self.per_gym)
         async with self._oracle_limiter:  # oracle runs never take more than ``workers`` workers at once
-            reply = await self._request(self._slot(f"oracle:{gym.key}", gym),
+            reply = await self._request(self._oracle_slot(gym),
                                         {"op": "oracle", "key": gym.key, "task": task, "seed": seed,
                                          "max_steps": budget}, limit, "the oracle", gym.class_name)
         calls = [(str(name), dict(args)) for name, args in reply.get("calls", [])][:MAX_STEPS]

@@ -1,8 +1,7 @@
 """The sandbox worker: a locked-down process that hosts many episodes of untrusted gym code.
 
-Started by :mod:`mcp_gyms.sandbox` (never by hand). It talks to its host over two private file
-descriptors (its original stdin/stdout, moved aside; fds 0-2 then point at /dev/null and Python's
-``print`` goes nowhere). Each message is a 4-byte big-endian length plus a JSON object. Requests::
+Forked by :mod:`mcp_gyms.zygote` for :mod:`mcp_gyms.sandbox` (never started by hand). It talks to
+its host over two private pipes (fds 0-2 point at /dev/null and Python's ``print`` goes nowhere). Each message is a 4-byte big-endian length plus a JSON object. Requests::
 
     {"id": n, "op": "load",      "key": k, "code": "...", "class_name": "..."}
                                  -> {"tools": [...], "max_steps": m, "custom_check": bool}
@@ -329,13 +328,10 @@ def _empty(folder: str) -> None:
             pass
 
 
-def main() -> None:
-    config = json.loads(sys.argv[1])
-    proto_in, proto_out = os.dup(0), os.dup(1)
-    devnull = os.open(os.devnull, os.O_RDWR)
-    for fd in (0, 1, 2):
-        if not (fd == 2 and config.get("keep_stderr")):
-            os.dup2(devnull, fd)
+def serve(config: dict[str, Any], proto_in: int, proto_out: int) -> None:
+    """Be a worker: lock this process down (see :mod:`mcp_gyms.jail`), say hello, then answer requests
+    on ``proto_in``/``proto_out`` until end of input. Runs in a process forked for it by
+    :mod:`mcp_gyms.zygote`, with fds 0-2 on /dev/null (Python's ``print`` goes nowhere)."""
     sys.stdout = sys.stderr = _NullWriter()  # type: ignore[assignment]
     report = harden(config["tmpdir"], config["memory_mb"], _PRELOAD, audit_hooks=config.get("audit_hooks", True),
                     disk_mb=config.get("disk_mb", 32), cpu_arming=Worker._arm_cpu_limit.__code__)
@@ -368,6 +364,3 @@ def main() -> None:
         if reply.get("restart"):
             return
         _empty(tmpdir)
-
-if __name__ == "__main__":
-    main()
