@@ -56,13 +56,19 @@ def children(pid: int) -> list[int]:
 
 
 def descendants(pid: int) -> list[int]:
-    """Every live descendant of ``pid`` (sandbox workers are children of the server process)."""
+    """Every live descendant of ``pid`` (a server's fork server and the sandbox workers it started)."""
     found, todo = [], [pid]
     while todo:
         for child in children(todo.pop()):
             found.append(child)
             todo.append(child)
     return found
+
+
+def sandbox_workers(pid: int) -> list[int]:
+    """The sandbox workers of server process ``pid``: the processes its fork server (the zygote, a child
+    of the server) started."""
+    return [worker for zygote in children(pid) for worker in descendants(zygote)]
 
 
 def cpu_seconds(pid: int) -> float:

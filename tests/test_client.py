@@ -14,7 +14,7 @@ import httpx
 import mcp_types as types
 import pytest
 from mcp.server import Server
-from test_server_support import descendants, running_http, sleepy_bank, spawn_http, wait_gone
+from test_server_support import running_http, sandbox_workers, sleepy_bank, spawn_http, wait_gone
 
 from mcp_gyms.bank import Bank
 from mcp_gyms.client import CallInterrupted, ConnectionLost, EpisodeRequestError, ToolInfo, connect
@@ -133,7 +133,7 @@ async def test_call_interrupted_when_the_server_dies_mid_call(tmp_path) -> None:
         async with connect(f"{base}/gyms/sleepy/mcp", retries=1, backoff=0.05) as gym:
             ep = await gym.start()
             assert (await ep.call("Sleep", seconds=0.0)).error is None
-            workers = descendants(proc.pid)
+            workers = sandbox_workers(proc.pid)
             tmpdirs = [os.readlink(f"/proc/{pid}/cwd") for pid in workers]  # the host cannot clean up after SIGKILL
 
             async def kill_soon() -> None:
@@ -165,7 +165,7 @@ async def test_http_graceful_shutdown_finishes_in_flight_calls(tmp_path) -> None
             eps = [await gym.start(task=i % 2) for i in range(3)]
             for ep in eps:
                 assert (await ep.call("Sleep", seconds=0.0)).error is None
-            workers = descendants(proc.pid)
+            workers = sandbox_workers(proc.pid)
             assert len(workers) == 2
             results: list[object] = []
 

@@ -106,14 +106,16 @@ def test_random_policy_makes_only_schema_valid_calls(tmp_path: Path) -> None:
 
 
 def _small_bank(root: Path, *, break_oracle: bool = False) -> Path:
-    """A bank with two bundled gyms; ``break_oracle`` makes coin_vault's reference answer off by one."""
+    """A bank with two bundled gyms; ``break_oracle`` makes coin_vault's reference answers off by one (in
+    its code and in the answers stored with its tasks, which are what ``Done`` is judged against)."""
     src, dst = Bank.open(), Bank.create(root)
     for gym_id in ("coin_vault", "mountain_peak"):
-        code = src.code(gym_id)
+        code, tasks = src.code(gym_id), src.tasks(gym_id)[:3]
         if break_oracle and gym_id == "coin_vault":
             assert "return best[target]" in code
             code = code.replace("return best[target]", "return best[target] + 1")
-        dst.put_gym(src.gym(gym_id), code, src.tasks(gym_id)[:3])
+            tasks = [t.model_copy(update={"answer": t.answer + 1}) for t in tasks]
+        dst.put_gym(src.gym(gym_id), code, tasks)
     return root
 
 

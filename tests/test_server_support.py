@@ -22,7 +22,7 @@ import anyio
 import uvicorn
 from conftest import gym_code
 
-from benchmarks.common import descendants  # noqa: F401 - re-exported for the server tests
+from benchmarks.common import descendants, sandbox_workers  # noqa: F401 - re-exported for the server tests
 from mcp_gyms.bank import Bank, GymRecord, Provenance, TaskRecord, default_bank_path
 from mcp_gyms.server import HttpService, bind_socket
 
