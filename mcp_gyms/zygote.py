@@ -320,7 +320,10 @@ def main() -> None:
     """The zygote's loop: ``python -I -c '...main()' FD`` where FD is its end of the socket pair."""
     import ctypes
 
-    ctypes.CDLL(None).prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG: die with the host
+    libc = ctypes.CDLL(None)
+    libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG: die with the host
+    libc.prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE 0: its /proc files (mem!) need a capability no worker has
+    del libc
     channel = socket.socket(fileno=int(sys.argv[1]))
     from . import sandbox_worker
 
