@@ -182,7 +182,7 @@ STEP_OUTPUT_SCHEMA: dict[str, Any] = {
         "terminated": {"type": "boolean"},
         "truncated": {"type": "boolean"},
         "steps": {"type": "integer"},
-        "error": {"type": ["string", "null"]},
+        "error": {"anyOf": [{"type": "string"}, {"type": "null"}]},
     },
     "required": ["observation", "reward", "done", "terminated", "truncated", "steps", "error"],
 }
