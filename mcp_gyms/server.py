@@ -29,7 +29,6 @@ import hmac
 import ipaddress
 import json
 import os
-import re
 import secrets
 import signal
 import socket
@@ -70,6 +69,7 @@ from .episodes import (
 from .protocol import (
     CONTROL_META_KEY,
     EPISODE_META_KEY,
+    EPISODE_NAME,
     METHOD_CLOSE,
     METHOD_ORACLE,
     METHOD_START,
@@ -104,9 +104,6 @@ __all__ = [
 #: process), "session" (HTTP: the episode named in the URL, ``/gyms/{gym}/mcp/{name}``, else one per
 #: Mcp-Session-Id), None (handles only).
 Handleless = Literal["process", "session"] | None
-
-#: What an episode name in a URL may look like (``/gyms/{gym}/mcp/{name}``).
-EPISODE_NAME = re.compile(r"[A-Za-z0-9_.~-]{1,64}")
 
 _PROCESS_KEY = "stdio"
 _RAW_ARGUMENTS_KEY = "codegym.internal/raw-arguments"  # set only by the server's own middleware
@@ -797,7 +794,7 @@ class HttpService:
             for gym_id in manager.gym_ids:
                 s = self.bank.summary(gym_id)
                 rows.append({"id": gym_id, "title": s.title, "tasks": s.tasks, "tools": s.tools,
-                             "endpoint": f"/gyms/{gym_id}/mcp"})
+                             "endpoint": f"/gyms/{gym_id}/mcp", "episode_endpoint": f"/gyms/{gym_id}/mcp/{{name}}"})
             return JSONResponse({"gyms": rows})
 
         async def well_known(request: Request) -> Response:
@@ -849,7 +846,8 @@ def serve_http(service: HttpService, port: int, *, log_level: str = "warning") -
     count = len(service.gyms) if service.gyms is not None else len(service.bank)
     service.on_ready = lambda: print(
         f"codegym: serving {count} gym(s) on http://{shown}:{bound}/gyms/{{gym_id}}/mcp "
-        f"(health: /healthz, metrics: /metrics){' with a bearer token' if service.token else ''}",
+        f"(plain MCP clients: .../mcp/{{episode_name}}; health: /healthz, metrics: /metrics)"
+        f"{' with a bearer token' if service.token else ''}",
         file=sys.stderr, flush=True)
     uvicorn.Server(uvicorn_config(service, log_level)).run(sockets=[sock])
 
@@ -914,6 +912,9 @@ def serve_command(args: argparse.Namespace) -> int:
             print(f"codegym serve: {exc.message}", file=sys.stderr)
             return 2
         return 0
+    if args.max_request_body <= 0:
+        print("codegym serve: --max-request-body must be a positive number of bytes", file=sys.stderr)
+        return 2
     token = args.token or os.environ.get(TOKEN_ENV) or None
     if not _is_loopback(args.host) and not token:
         bar = "!" * 78
