@@ -29,11 +29,12 @@ from mcp_gyms.server import open_gym_server
 GYM = "mountain_peak"
 REPO = Path(__file__).resolve().parent.parent
 NODE_CLIENTS = REPO / "tests" / "clients"
-#: (tool, arguments, words the error observation must contain)
-BAD_CALLS: list[tuple[str, dict[str, Any], str]] = [
-    ("NoSuchTool", {}, "unknown tool 'NoSuchTool'"),
-    ("Height", {"position": "high"}, "argument 'position'"),
-    ("Height", {}, "missing required argument 'position'"),
+#: (tool, arguments, words the server's error observation must contain, words a client's own refusal must
+#: contain: some CLIs check calls against the listed schemas before sending them)
+BAD_CALLS: list[tuple[str, dict[str, Any], str, str]] = [
+    ("NoSuchTool", {}, "unknown tool 'NoSuchTool'", "NoSuchTool"),
+    ("Height", {"position": "high"}, "argument 'position'", "position"),
+    ("Height", {}, "missing required argument 'position'", "position"),
 ]
 
 
@@ -69,21 +70,23 @@ def oracle_calls(task: int = 0) -> list[dict[str, Any]]:
 
 def script() -> list[dict[str, Any]]:
     """The calls a client makes, in order (see the module docstring)."""
-    bad = [{"name": name, "arguments": args} for name, args, _ in BAD_CALLS]
+    bad = [{"name": name, "arguments": args} for name, args, _, _ in BAD_CALLS]
     start = {"name": "StartTask", "arguments": {}}
     observe = {"name": "Observe", "arguments": {}}
     return [*bad, start, *oracle_calls(), observe, start, observe]
 
 
-def check(transcript: dict[str, Any], bank: Bank, *, tools: bool = True) -> None:
-    """Assert that a transcript of :func:`script` shows a whole episode to reward 1 and clear errors."""
-    if tools:
-        assert transcript["tools"] == [t.name for t in bank.gym(GYM).tools] + ["StartTask"]
+def check(transcript: dict[str, Any], bank: Bank) -> None:
+    """Assert that a transcript of :func:`script` shows a whole episode to reward 1 and clear errors.
+
+    A bad call the client refused itself (never sent) is marked ``"client": true``; its text is the
+    client's own error, which must name the problem too."""
+    assert transcript["tools"] == [t.name for t in bank.gym(GYM).tools] + ["StartTask"]
     results = transcript["results"]
     assert len(results) == len(script()), results
     assert all("exception" not in r for r in results), [r for r in results if "exception" in r]
-    for r, (_, _, words) in zip(results, BAD_CALLS):
-        assert r["isError"] and words in r["text"], r
+    for r, (_, _, server_words, client_words) in zip(results, BAD_CALLS):
+        assert r["isError"] and (client_words if r.get("client") else server_words) in r["text"], r
     started = results[len(BAD_CALLS)]
     assert not started["isError"] and started["structured"]["taskId"] == "easy-0", started
     played = results[len(BAD_CALLS) + 1: -3]
@@ -94,6 +97,22 @@ def check(transcript: dict[str, Any], bank: Bank, *, tools: bool = True) -> None
     after, restarted, fresh = results[-3:]
     assert after["isError"] and "over" in after["text"] and "StartTask" in after["text"], after
     assert not restarted["isError"] and not fresh["isError"] and fresh["structured"]["steps"] == 1
+
+
+def short_script(bank: Bank) -> list[dict[str, Any]]:
+    """For clients that start a process per call (CLIs): restart, one look, the answer, one call too many.
+    Each call is a new connection, so the step counts show the URL kept one episode between them."""
+    return [{"name": "StartTask", "arguments": {}}, {"name": "Height", "arguments": {"position": 0}},
+            {"name": "Done", "arguments": {"answer": bank.tasks(GYM)[0].answer}}, {"name": "Observe", "arguments": {}}]
+
+
+def check_short(results: list[dict[str, Any]]) -> None:
+    """Assert what :func:`short_script` must show: one episode across processes, ended with reward 1."""
+    started, looked, done, after = results
+    assert not started["isError"] and started["structured"]["taskId"] == "easy-0", started
+    assert not looked["isError"] and looked["structured"]["steps"] == 1, looked
+    assert done["structured"] == {**done["structured"], "steps": 2, "done": True, "reward": 1.0}, done
+    assert after["isError"] and "over" in after["text"], after
 
 
 async def python_sdk_transcript(target: Any, mode: str) -> dict[str, Any]:
