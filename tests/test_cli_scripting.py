@@ -115,3 +115,14 @@ def test_default_config_locations(monkeypatch, tmp_path: Path) -> None:
     monkeypatch.chdir(tmp_path)
     assert default_config_path("cursor") == tmp_path / ".cursor" / "mcp.json"
     assert default_config_path("vscode") == tmp_path / ".vscode" / "mcp.json"
+
+
+def test_example_config_is_what_install_writes(capsys) -> None:
+    example = json.loads((Path(__file__).resolve().parent.parent / "examples" / "claude_desktop_config.json").read_text())
+    code, out, _ = run(capsys, "install", "claude-desktop", GYM, "--print")
+    printed = json.loads(out)
+    (name, entry), = example["mcpServers"].items()
+    assert code == 0 and set(printed["mcpServers"]) == {name}
+    written = printed["mcpServers"][name]
+    assert entry["args"] == written["args"] and entry["command"].endswith("/.venv/bin/codegym")
+    assert written["command"].endswith("/codegym") and Path(written["command"]).is_absolute()
