@@ -10,9 +10,11 @@
 - :func:`serve_stdio` runs one gym over stdio (Claude Desktop, ``fastmcp``, the Inspector) with one
   implicit episode on the task chosen at start-up and the ``StartTask`` tool to pick or restart a task.
 - :class:`HttpService` serves every gym of a bank (or one) over streamable HTTP on one port:
-  ``/gyms/{gym_id}/mcp`` per gym (made on first use), ``GET /gyms``, ``GET /healthz`` (always open),
-  ``GET /metrics`` (Prometheus text), an optional bearer token, DNS-rebinding protection on loopback,
-  and a graceful shutdown that lets in-flight calls finish and stops every sandbox worker.
+  ``/gyms/{gym_id}/mcp`` per gym (made on first use) and ``/gyms/{gym_id}/mcp/{name}`` (the same server,
+  with the implicit episode bound to the URL, for plain clients), ``GET /gyms``, ``GET /healthz`` (always
+  open), ``GET /metrics`` (Prometheus text), ``/.well-known/*`` 404 (no OAuth), an optional bearer token
+  (scheme name in any case), a request body limit answered as a JSON-RPC error, DNS-rebinding protection
+  on loopback, and a graceful shutdown that lets in-flight calls finish and stops every sandbox worker.
 - :func:`add_serve_arguments` / :func:`serve_command` are the ``codegym serve`` command.
 
 Nothing a client sends makes the server answer 500 or hang: bad tool calls are ``isError`` results,

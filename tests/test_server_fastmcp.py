@@ -62,11 +62,13 @@ def command(*extra: str) -> str:
 
 def test_fastmcp_over_stdio(bank: Bank) -> None:
     tasks = bank.tasks(GYM)
-    listed, observed, wrong, started = fastmcp_all(
+    listed, observed, wrong, started, done = fastmcp_all(
         ("list", "--command", command(), "--json"),
         ("call", "--command", command("--task", "hard-1"), "--target", "Observe", "--json"),
         ("call", "--command", command(), "--target", "Height", "--input-json", '{"position": "x"}', "--json"),
         ("call", "--command", command(), "--target", "StartTask", "--input-json", '{"task": "medium-2"}', "--json"),
+        ("call", "--command", command("--task", "easy-1"), "--target", "Done", "--input-json",
+         json.dumps({"answer": tasks[1].answer}), "--json"),  # a one-call episode, to reward 1
     )
     rc, out, err = listed
     assert rc == 0, err
@@ -91,6 +93,11 @@ def test_fastmcp_over_stdio(bank: Bank) -> None:
     rc, out, err = started
     assert rc == 0, err
     assert json.loads(out)["structured_content"]["taskId"] == "medium-2"
+
+    rc, out, err = done
+    assert rc == 0, err
+    assert json.loads(out)["structured_content"] == {**json.loads(out)["structured_content"], "done": True,
+                                                     "reward": 1.0, "steps": 1}
 
 
 def test_fastmcp_over_http() -> None:
