@@ -7,7 +7,7 @@ CORE_STAMP := $(VENV)/.installed-core
 # CPU torch first: a bare `pip install torch` (or one pulled in by verl) would fetch a multi-GB CUDA build.
 TORCH_CPU := torch==2.13.0
 
-.PHONY: demo test lint install clean bench
+.PHONY: demo test lint install clean bench node-clients
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -35,7 +35,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build *.egg-info tests/clients/node_modules
 
 # Every benchmark in benchmarks/ (median of 5 runs each; < 15 min on 2 cores); writes benchmarks/RESULTS.md.
 bench: $(STAMP)
@@ -46,7 +46,16 @@ bench: $(STAMP)
 FASTMCP := $(VENV)/fastmcp/bin/fastmcp
 $(FASTMCP): | $(BIN)/python
 	$(BIN)/python -m venv $(VENV)/fastmcp
-	$(VENV)/fastmcp/bin/python -m pip install -q 'fastmcp==4.1.6' || echo "fastmcp did not install: its test will be skipped"
+	$(VENV)/fastmcp/bin/python -m pip install -q 'fastmcp==4.1.6' || echo "fastmcp did not install: its tests will fail under CI"
 fastmcp: $(FASTMCP)
 test: $(FASTMCP)
 .PHONY: fastmcp
+
+# The Node.js MCP clients of the client matrix (tests/test_client_matrix.py): the official TypeScript SDK
+# 1.x and v2 and the MCP Inspector CLI, exactly as pinned in tests/clients/package-lock.json (Node.js >= 20).
+# Where they cannot be installed, their tests fail under CI=true and are skipped (saying so) elsewhere.
+NODE_CLIENTS := tests/clients/node_modules/.package-lock.json
+$(NODE_CLIENTS): tests/clients/package.json tests/clients/package-lock.json
+	cd tests/clients && npm ci --no-audit --no-fund || echo "the npm MCP clients did not install: their tests will fail under CI"
+node-clients: $(NODE_CLIENTS)
+test: $(NODE_CLIENTS)

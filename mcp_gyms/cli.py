@@ -24,6 +24,10 @@ def _bank_arg(p: argparse.ArgumentParser) -> None:
 # --- list / show ------------------------------------------------------------------------------
 def cmd_list(args: argparse.Namespace) -> int:
     bank = Bank.open(args.bank)
+    if args.json:  # stable: {"format", "bank", "gyms": [bank index rows]}; new keys may be added, none removed
+        print(json.dumps({"format": "codegym-list/1", "bank": str(bank.root),
+                          "gyms": [g.model_dump(mode="json") for g in bank.index.gyms]}, indent=2))
+        return 0
     rows = [("id", "tools", "tasks", "easy/med/hard", "oracle steps", "verified")]
     for g in bank.index.gyms:
         mix = "/".join(str(g.difficulty.get(d, 0)) for d in ("easy", "medium", "hard"))
@@ -41,8 +45,9 @@ def cmd_list(args: argparse.Namespace) -> int:
 def cmd_show(args: argparse.Namespace) -> int:
     bank = Bank.open(args.bank)
     record, tasks = bank.gym(args.gym), bank.tasks(args.gym)
-    if args.json:
-        print(json.dumps({"gym": record.model_dump(), "tasks": [t.model_dump() for t in tasks]}, indent=2))
+    if args.json:  # stable: {"format", "gym": the bank record, "tasks": task records}; keys only ever added
+        print(json.dumps({"format": "codegym-show/1", "gym": record.model_dump(mode="json"),
+                          "tasks": [t.model_dump(mode="json") for t in tasks]}, indent=2))
         return 0
     print(f"# {record.title} ({record.id})\n\n{record.task_text}\n\n## Tools")
     for t in record.tools:
@@ -134,6 +139,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 #: without optional extras); it provides ``add_arguments(parser)`` and ``run(args) -> int``.
 LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("mcp_gyms.server", "serve a gym over MCP (stdio), or a whole bank over streamable HTTP"),
+    "install": ("mcp_gyms.install", "add a gym to an MCP host's config (claude-desktop, cursor, vscode)"),
     "export-verl": ("rl.export", "export a bank's tasks as train/val parquet for veRL (RLHFDataset)"),
     "import-v1": ("synthesis.import_v1", "import environments in the original CodeGym format into a verified bank"),
     "synth": ("synthesis.pipeline", "synthesize verified gyms from coding problems with an LLM (resumable)"),
@@ -168,12 +174,13 @@ def build_parser(selected: str | None = None) -> argparse.ArgumentParser:
 
     p = sub.add_parser("list", help="list the gyms of a bank")
     _bank_arg(p)
+    p.add_argument("--json", action="store_true", help="machine-readable output (the bank index rows)")
     p.set_defaults(func=cmd_list)
 
     p = sub.add_parser("show", help="show a gym: task text, tools with schemas, tasks")
     p.add_argument("gym")
     _bank_arg(p)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="machine-readable output (gym record and tasks)")
     p.set_defaults(func=cmd_show)
 
     p = sub.add_parser("verify", help="run the paper's stable checks on gyms, in the sandbox")

@@ -11,8 +11,9 @@ A *gym* turns one coding problem into a partially observable, multi-turn tool-us
 - **Tools.** Methods marked with :func:`tool` are the gym's atomic functions. Their parameters must
   carry type hints: the JSON Schema shown to the agent comes from the hints, and arguments are
   validated against it (strictly: ``"3"`` is not an int) before the method runs. The description
-  shown to the agent is the docstring without its examples; the full docstring is kept for
-  verification. A tool returns a ``str`` (the observation) or a JSON-serialisable value (shown as
+  shown to the agent is the docstring without its examples and without its ``Args:`` section, whose
+  text for each parameter goes into that parameter's ``description`` in the schema instead; the full
+  docstring is kept for verification. A tool returns a ``str`` (the observation) or a JSON-serialisable value (shown as
   JSON text). Tool names are the method names; the paper's convention is PascalCase.
 - **Basic actions.** Every gym also has ``Observe()``, which returns :meth:`observe` — a *partial*
   view of the state (it must not hand over the whole hidden input unless the problem has nothing
@@ -48,7 +49,7 @@ from typing import Any, ClassVar, get_type_hints
 
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
-__all__ = ["Gym", "tool", "ToolSpec", "GymSpec", "Call", "strip_examples", "normalise_answer"]
+__all__ = ["Gym", "tool", "ToolSpec", "GymSpec", "Call", "strip_examples", "split_args", "normalise_answer"]
 
 _TOOL_MARK = "__codegym_tool__"
 _SPEC_ATTR = "__codegym_spec__"  # a gym class's checked GymSpec, cached on the class itself
@@ -150,6 +151,41 @@ def strip_examples(doc: str | None) -> str:
     return "\n".join(kept).strip()
 
 
+_ARGS_HEADER = re.compile(r"^(args|arguments|parameters)\s*:\s*$", re.IGNORECASE)
+_ARG_LINE = re.compile(r"^(\w+)\s*(?:\([^)]*\))?\s*:\s*(.*)$")
+
+
+def split_args(description: str) -> tuple[str, dict[str, str]]:
+    """Take the ``Args:`` section (Google style) out of a tool description.
+
+    Returns the description without that section and each documented parameter's text
+    (``name (type): text`` or ``name: text``, continuation lines joined with spaces). A description
+    without an ``Args:`` section comes back unchanged, with no parameters."""
+    lines = description.splitlines()
+    start = next((i for i, line in enumerate(lines) if _ARGS_HEADER.match(line)), None)
+    if start is None:
+        return description, {}
+    end = start + 1
+    while end < len(lines) and (not lines[end].strip() or lines[end][:1].isspace()):
+        end += 1
+    params: dict[str, str] = {}
+    current: str | None = None
+    base_indent: int | None = None
+    for line in lines[start + 1:end]:
+        if not line.strip():
+            continue
+        indent = len(line) - len(line.lstrip())
+        match = _ARG_LINE.match(line.strip())
+        if match and (base_indent is None or indent <= base_indent):
+            base_indent = indent
+            current = match.group(1)
+            params[current] = match.group(2).strip()
+        elif current is not None:
+            params[current] = f"{params[current]} {line.strip()}".strip()
+    rest = "\n".join(lines[:start] + lines[end:])
+    return re.sub(r"\n{3,}", "\n\n", rest).strip(), params
+
+
 @dataclass(frozen=True)
 class ToolSpec:
     """One tool as the agent sees it, plus what the runtime needs to call it."""
@@ -223,11 +259,16 @@ def _spec_from_function(name: str, fn: Callable[..., Any], doc: str | None) -> T
         default = ... if param.default is inspect.Parameter.empty else param.default
         fields[pname] = (hints[pname], default)
     model = create_model(f"{name}Arguments", __config__=_STRICT, **fields)
+    description, documented = split_args(strip_examples(doc))
+    schema = _clean_schema(model.model_json_schema())
+    for pname, text in documented.items():
+        if pname in schema["properties"] and text:
+            schema["properties"][pname] = {"description": text, **schema["properties"][pname]}
     return ToolSpec(
         name=name,
-        description=strip_examples(doc),
+        description=description,
         docstring=inspect.cleandoc(doc or ""),
-        input_schema=_clean_schema(model.model_json_schema()),
+        input_schema=schema,
         arguments=model,
     )
 

@@ -17,11 +17,17 @@ request names. The contract, stated once:
 - **Oracle.** ``codegym/oracle`` with ``{episode}`` plays the gym's verified oracle on the episode's
   (task, seed) in the sandbox and returns its call list (:class:`OraclePlan`); the client replays the
   calls through ``tools/call`` on the episode, so the reward comes from the real episode.
-- **Handle-less clients** (Claude Desktop, the Inspector, ``fastmcp call``): a stdio server keeps one
-  implicit episode on the task chosen at start-up; an HTTP endpoint keeps one implicit episode per
-  ``Mcp-Session-Id`` (clients on the handshake revisions). Only there the server also lists the
-  control tool ``StartTask(task?, difficulty?, seed?)`` (:data:`START_TOOL`), marked with
-  ``_meta: {"codegym/control": true}`` so programs can tell it from the gym's tools.
+- **Handle-less clients** (Claude Desktop, IDEs, the Inspector, any SDK's default client): a stdio server
+  keeps one implicit episode on the task chosen at start-up. Over HTTP the episode is bound to the URL:
+  ``/gyms/{gym}/mcp/{name}`` (:data:`EPISODE_NAME`) is one episode, created on first use, shared by
+  whoever uses that URL, ended by ``Done``, the budget or the idle timeout (then ``StartTask``
+  restarts it); a client that picks its own name never meets another's episode. On the bare
+  ``/gyms/{gym}/mcp`` a client on the handshake revisions gets one implicit episode per
+  ``Mcp-Session-Id`` (closed at once by the session's ``DELETE``); a 2026-07-28 client without a handle
+  gets a ``no_episode`` error that names a fresh episode URL to use. Only where there is an implicit
+  episode the server also lists the control tool ``StartTask(task?, difficulty?, seed?)``
+  (:data:`START_TOOL`), marked with ``_meta: {"codegym/control": true}`` so programs can tell it from
+  the gym's tools.
 
 Wire names follow MCP's camelCase (``taskId``, ``taskIndex``, ``maxSteps``, ``taskText``); the pydantic
 models below read and write both spellings and expose snake_case attributes.
@@ -33,6 +39,7 @@ ended episode is an ``isError`` result with ``error: "episode_over"``; on an unk
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
 import mcp_types as types
@@ -43,6 +50,7 @@ __all__ = [
     "openai_function_tools",
     "CONTROL_META_KEY",
     "EPISODE_META_KEY",
+    "EPISODE_NAME",
     "METHOD_CLOSE",
     "METHOD_ORACLE",
     "METHOD_START",
@@ -70,6 +78,9 @@ EPISODE_META_KEY = "codegym/episode"
 CONTROL_META_KEY = "codegym/control"
 #: The control tool that starts or restarts the implicit episode of a handle-less client.
 START_TOOL = "StartTask"
+#: An episode name in an HTTP URL, ``/gyms/{gym}/mcp/{name}``: the implicit episode of every plain client
+#: that connects to that URL (created on first use, ended by Done, the budget or the idle timeout).
+EPISODE_NAME = re.compile(r"[A-Za-z0-9_.~-]{1,64}")
 
 METHOD_START = "codegym/episodes/start"
 METHOD_STATUS = "codegym/episodes/status"
@@ -182,7 +193,7 @@ STEP_OUTPUT_SCHEMA: dict[str, Any] = {
         "terminated": {"type": "boolean"},
         "truncated": {"type": "boolean"},
         "steps": {"type": "integer"},
-        "error": {"type": ["string", "null"]},
+        "error": {"anyOf": [{"type": "string"}, {"type": "null"}]},
     },
     "required": ["observation", "reward", "done", "terminated", "truncated", "steps", "error"],
 }

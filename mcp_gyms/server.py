@@ -10,9 +10,11 @@
 - :func:`serve_stdio` runs one gym over stdio (Claude Desktop, ``fastmcp``, the Inspector) with one
   implicit episode on the task chosen at start-up and the ``StartTask`` tool to pick or restart a task.
 - :class:`HttpService` serves every gym of a bank (or one) over streamable HTTP on one port:
-  ``/gyms/{gym_id}/mcp`` per gym (made on first use), ``GET /gyms``, ``GET /healthz`` (always open),
-  ``GET /metrics`` (Prometheus text), an optional bearer token, DNS-rebinding protection on loopback,
-  and a graceful shutdown that lets in-flight calls finish and stops every sandbox worker.
+  ``/gyms/{gym_id}/mcp`` per gym (made on first use) and ``/gyms/{gym_id}/mcp/{name}`` (the same server,
+  with the implicit episode bound to the URL, for plain clients), ``GET /gyms``, ``GET /healthz`` (always
+  open), ``GET /metrics`` (Prometheus text), ``/.well-known/*`` 404 (no OAuth), an optional bearer token
+  (scheme name in any case), a request body limit answered as a JSON-RPC error, DNS-rebinding protection
+  on loopback, and a graceful shutdown that lets in-flight calls finish and stops every sandbox worker.
 - :func:`add_serve_arguments` / :func:`serve_command` are the ``codegym serve`` command.
 
 Nothing a client sends makes the server answer 500 or hang: bad tool calls are ``isError`` results,
@@ -29,6 +31,7 @@ import hmac
 import ipaddress
 import json
 import os
+import secrets
 import signal
 import socket
 import sys
@@ -47,10 +50,11 @@ from mcp.shared.exceptions import MCPError
 from mcp.shared.message import SessionMessage
 from pydantic import BaseModel, ConfigDict, ValidationError
 from starlette.applications import Starlette
+from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import __version__
 from .bank import DIFFICULTIES, Bank
@@ -68,6 +72,7 @@ from .episodes import (
 from .protocol import (
     CONTROL_META_KEY,
     EPISODE_META_KEY,
+    EPISODE_NAME,
     METHOD_CLOSE,
     METHOD_ORACLE,
     METHOD_START,
@@ -98,8 +103,9 @@ __all__ = [
     "serve_stdio",
 ]
 
-#: How a server finds the implicit episode of a request that carries no handle:
-#: "process" (stdio: one per process), "session" (HTTP: one per Mcp-Session-Id), None (handles only).
+#: How a server finds the implicit episode of a request that carries no handle: "process" (stdio: one per
+#: process), "session" (HTTP: the episode named in the URL, ``/gyms/{gym}/mcp/{name}``, else one per
+#: Mcp-Session-Id), None (handles only).
 Handleless = Literal["process", "session"] | None
 
 _PROCESS_KEY = "stdio"
@@ -107,6 +113,8 @@ _RAW_ARGUMENTS_KEY = "codegym.internal/raw-arguments"  # set only by the server'
 _LOOPBACK_HOSTS = ("localhost",)
 _COUNTED_HERE = frozenset({EpisodeError.NO_EPISODE, EpisodeError.UNKNOWN_EPISODE, EpisodeError.EPISODE_OVER,
                            EpisodeError.WRONG_GYM, EpisodeError.UNKNOWN_TASK})
+#: The largest HTTP request body accepted by default (bytes).
+DEFAULT_MAX_REQUEST_BODY = 4 * 1024 * 1024
 _TASK_RESOURCE = "codegym://{gym}/task"
 _TASKS_RESOURCE = "codegym://{gym}/tasks"
 
@@ -232,7 +240,10 @@ def build_gym_server(manager: EpisodeManager, gym: LoadedGym, *, handleless: Han
     def implicit_key(ctx: ServerRequestContext[Any, Any]) -> str | None:
         if handleless == "process":
             return _PROCESS_KEY
-        if handleless == "session" and ctx.request is not None:
+        if handleless == "session" and isinstance(ctx.request, Request):
+            name = ctx.request.path_params.get("episode")
+            if name:
+                return f"url:{name}"
             sid = ctx.request.headers.get("mcp-session-id")
             return f"session:{sid}" if sid else None
         return None
@@ -243,11 +254,18 @@ def build_gym_server(manager: EpisodeManager, gym: LoadedGym, *, handleless: Han
             raise EpisodeError(EpisodeError.NO_EPISODE, f"_meta[{EPISODE_META_KEY!r}] must be a string handle")
         return handle
 
-    def no_handle_message() -> str:
+    def no_handle_message(ctx: ServerRequestContext[Any, Any]) -> str:
+        if handleless == "session" and isinstance(ctx.request, Request):
+            url = ctx.request.url
+            mine = f"{url.scheme}://{url.netloc}{url.path.rstrip('/')}/{secrets.token_urlsafe(9)}"
+            return (f"this URL has no episode of its own. Connect your MCP client to {mine} instead (or to "
+                    f"{url.path.rstrip('/')}/NAME with any name of your own: each name is one episode, created "
+                    f"on first use; call {START_TOOL} there to pick a task). Programs: start an episode with "
+                    f"the {METHOD_START!r} request and send its handle in _meta[{EPISODE_META_KEY!r}]")
         return (f"this request carries no episode handle. Start an episode with the {METHOD_START!r} request "
                 f"and send its handle in _meta[{EPISODE_META_KEY!r}]"
-                + ("" if handleless else "; or use `codegym serve GYM` over stdio, or an MCP session "
-                   "(Mcp-Session-Id), for an implicit episode"))
+                + ("" if handleless else "; or use `codegym serve GYM` over stdio, or `codegym serve --http` "
+                   "and the URL /gyms/GYM/mcp/NAME, for an implicit episode"))
 
     async def episode_for(ctx: ServerRequestContext[Any, Any], meta: Mapping[str, Any] | None) -> LiveEpisode:
         handle = handle_of(meta)
@@ -255,7 +273,7 @@ def build_gym_server(manager: EpisodeManager, gym: LoadedGym, *, handleless: Han
             return manager.get(handle, gym.id)
         key = implicit_key(ctx)
         if key is None:
-            raise EpisodeError(EpisodeError.NO_EPISODE, no_handle_message())
+            raise EpisodeError(EpisodeError.NO_EPISODE, no_handle_message(ctx))
         handle = manager.implicit(gym.id, key)
         if handle is None:
             async with implicit_lock:
@@ -445,13 +463,42 @@ async def open_gym_server(bank: Bank, gym_id: str, *, workers: int | None = 1, l
 
 
 # --- stdio -------------------------------------------------------------------------------------------
+#: At end of stdin, how long the server waits for the calls in flight to answer before it exits (s).
+_EOF_GRACE_S = 120.0
+
+
+class _AnsweredWriter:
+    """The stdio write stream; every response or error sent takes its request id off ``pending``."""
+
+    def __init__(self, inner: Any, pending: set[Any]) -> None:
+        self.inner = inner
+        self.pending = pending
+
+    async def send(self, item: SessionMessage) -> None:
+        await self.inner.send(item)
+        if isinstance(item.message, (types.JSONRPCResponse, types.JSONRPCError)):
+            self.pending.discard(item.message.id)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+    async def __aenter__(self) -> _AnsweredWriter:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+
 class _AnsweringReader:
     """The stdio read stream, but a line that is not JSON-RPC gets a JSON-RPC error reply (id null:
-    -32700 for bad JSON, -32600 for a bad message) instead of being dropped without a word."""
+    -32700 for bad JSON, -32600 for a bad message) instead of being dropped without a word; and end of
+    input waits (up to :data:`_EOF_GRACE_S`) until every request read so far has been answered, so
+    ``printf REQUEST | codegym serve GYM`` gets its answer."""
 
     def __init__(self, inner: Any, write_stream: Any) -> None:
         self.inner = inner
-        self.write_stream = write_stream
+        self.pending: set[Any] = set()
+        self.write_stream = _AnsweredWriter(write_stream, self.pending)
 
     @property
     def last_context(self) -> Any:
@@ -459,7 +506,20 @@ class _AnsweringReader:
 
     async def receive(self) -> Any:
         while True:
-            item = await self.inner.receive()
+            try:
+                item = await self.inner.receive()
+            except anyio.EndOfStream:
+                with anyio.move_on_after(_EOF_GRACE_S):
+                    while self.pending:
+                        await anyio.sleep(0.01)
+                raise
+            if isinstance(item, SessionMessage):
+                message = item.message
+                if isinstance(message, types.JSONRPCRequest):
+                    self.pending.add(message.id)
+                elif isinstance(message, types.JSONRPCNotification) and message.method == "notifications/cancelled":
+                    self.pending.discard((message.params or {}).get("requestId"))
+                return item
             if not isinstance(item, Exception):
                 return item
             bad_json = isinstance(item, ValidationError) and any(
@@ -510,8 +570,8 @@ async def serve_stdio(bank: Bank, gym_id: str, *, startup: StartupTask | None = 
 
             async def serve() -> None:
                 async with stdio_server() as (read_stream, write_stream):
-                    await server.run(_AnsweringReader(read_stream, write_stream), write_stream,
-                                     server.create_initialization_options())
+                    reader = _AnsweringReader(read_stream, write_stream)
+                    await server.run(reader, reader.write_stream, server.create_initialization_options())
                 tg.cancel_scope.cancel()
 
             tg.start_soon(on_signal)
@@ -532,17 +592,56 @@ def _json_error(status: int, message: str, code: int = types.INVALID_REQUEST) ->
     return JSONResponse({"jsonrpc": "2.0", "id": None, "error": {"code": code, "message": message}}, status)
 
 
+def _limit_body(app: ASGIApp, limit: int) -> ASGIApp:
+    """``app`` behind a cap on the request body: a bigger body gets 413 with a JSON-RPC error naming the
+    limit (before the MCP SDK's own check, which answers in plain text)."""
+
+    def too_big() -> JSONResponse:
+        return _json_error(413, f"request body too large: the limit is {limit} bytes ({limit / 2**20:g} MiB); "
+                                "send smaller arguments (`codegym serve --max-request-body BYTES` raises it)")
+
+    async def limited(scope: Scope, receive: Receive, send: Send) -> None:
+        declared = Headers(scope=scope).get("content-length", "")
+        if declared.isdigit() and int(declared) > limit:
+            await too_big()(scope, receive, send)
+            return
+        messages: list[Message] = []
+        size = 0
+        while True:
+            message = await receive()
+            messages.append(message)
+            if message["type"] != "http.request":
+                break
+            size += len(message.get("body", b""))
+            if size > limit:
+                await too_big()(scope, receive, send)
+                return
+            if not message.get("more_body", False):
+                break
+
+        async def replay() -> Message:
+            return messages.pop(0) if messages else await receive()
+
+        await app(scope, replay, send)
+
+    return limited
+
+
 class BearerAuth:
-    """Pure-ASGI middleware: every HTTP request but ``GET /healthz`` needs ``Authorization: Bearer TOKEN``."""
+    """Pure-ASGI middleware: every HTTP request but ``GET /healthz`` and ``/.well-known/*`` (which answer
+    404: there is no OAuth here) needs ``Authorization: Bearer TOKEN`` (the scheme name in any case)."""
 
     def __init__(self, app: ASGIApp, token: str) -> None:
         self.app = app
-        self.expected = f"Bearer {token}".encode()
+        self.expected = token.encode()
+
+    def _authorized(self, scope: Scope) -> bool:
+        scheme, _, given = dict(scope["headers"]).get(b"authorization", b"").strip().partition(b" ")
+        return scheme.lower() == b"bearer" and hmac.compare_digest(given.strip(), self.expected)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] != "/healthz":
-            given = dict(scope["headers"]).get(b"authorization", b"")
-            if not hmac.compare_digest(given, self.expected):
+        if scope["type"] == "http" and scope["path"] != "/healthz" and not scope["path"].startswith("/.well-known/"):
+            if not self._authorized(scope):
                 response = JSONResponse({"error": "unauthorized: send Authorization: Bearer <token>"}, 401,
                                         headers={"WWW-Authenticate": 'Bearer realm="codegym"'})
                 await response(scope, receive, send)
@@ -597,11 +696,16 @@ class _GymEndpoints:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         gym_id = scope["path_params"]["gym_id"]
+        name = scope["path_params"].get("episode")
         manager = self.service.manager
         if manager is None or not manager.serves(gym_id):
             if manager is not None:
                 manager.metrics.rejected[EpisodeError.UNKNOWN_GYM] += 1
             await _json_error(404, f"no gym {gym_id!r} on this server; GET /gyms lists them")(scope, receive, send)
+            return
+        if name is not None and not EPISODE_NAME.fullmatch(name):
+            await _json_error(404, f"bad episode name {name!r} in /gyms/{gym_id}/mcp/NAME: use 1 to 64 letters, "
+                                   "digits, '-', '_', '.' or '~'")(scope, receive, send)
             return
         try:
             mgr = await self.endpoint(gym_id)
@@ -609,7 +713,13 @@ class _GymEndpoints:
             status = 503 if exc.kind in (EpisodeError.GYM_UNAVAILABLE, EpisodeError.SHUTTING_DOWN) else 404
             await _json_error(status, exc.message, exc.code)(scope, receive, send)
             return
-        await mgr.handle_request(scope, receive, send)
+        await _limit_body(mgr.handle_request, self.service.max_request_body)(scope, receive, send)
+        sid = Headers(scope=scope).get("mcp-session-id")
+        if scope["method"] == "DELETE" and sid:  # the session ended: so does its implicit episode, at once
+            handle = manager.implicit(gym_id, f"session:{sid}")
+            if handle is not None:
+                with contextlib.suppress(EpisodeError):
+                    await manager.close(handle, gym_id)
 
 
 class HttpService:
@@ -624,7 +734,7 @@ class HttpService:
                  limits: SandboxLimits | None = None, max_episodes: int = DEFAULT_MAX_EPISODES,
                  idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT_S, token: str | None = None,
                  host: str = "127.0.0.1", startup: StartupTask | None = None, shutdown_grace: float = 10.0,
-                 max_sessions: int = 10_000, max_request_body: int = 4 * 1024 * 1024,
+                 max_sessions: int = 10_000, max_request_body: int = DEFAULT_MAX_REQUEST_BODY,
                  allow_unverified: bool = False) -> None:
         self.bank = bank
         self.allow_unverified = allow_unverified
@@ -692,14 +802,20 @@ class HttpService:
             for gym_id in manager.gym_ids:
                 s = self.bank.summary(gym_id)
                 rows.append({"id": gym_id, "title": s.title, "tasks": s.tasks, "tools": s.tools,
-                             "endpoint": f"/gyms/{gym_id}/mcp"})
+                             "endpoint": f"/gyms/{gym_id}/mcp", "episode_endpoint": f"/gyms/{gym_id}/mcp/{{name}}"})
             return JSONResponse({"gyms": rows})
+
+        async def well_known(request: Request) -> Response:
+            return _json_error(404, "this server does not use OAuth: if it needs a token, send "
+                                    "'Authorization: Bearer TOKEN' (the token given to `codegym serve --token`)")
 
         app = Starlette(routes=[
             Route("/healthz", healthz, methods=["GET"]),
             Route("/metrics", metrics, methods=["GET"]),
             Route("/gyms", gyms, methods=["GET"]),
             Route("/gyms/{gym_id}/mcp", endpoints, methods=["GET", "POST", "DELETE"]),
+            Route("/gyms/{gym_id}/mcp/{episode}", endpoints, methods=["GET", "POST", "DELETE"]),
+            Route("/.well-known/{rest:path}", well_known),
         ], lifespan=lifespan)
         return BearerAuth(app, self.token) if self.token else app
 
@@ -738,7 +854,8 @@ def serve_http(service: HttpService, port: int, *, log_level: str = "warning") -
     count = len(service.gyms) if service.gyms is not None else len(service.bank)
     service.on_ready = lambda: print(
         f"codegym: serving {count} gym(s) on http://{shown}:{bound}/gyms/{{gym_id}}/mcp "
-        f"(health: /healthz, metrics: /metrics){' with a bearer token' if service.token else ''}",
+        f"(plain MCP clients: .../mcp/{{episode_name}}; health: /healthz, metrics: /metrics)"
+        f"{' with a bearer token' if service.token else ''}",
         file=sys.stderr, flush=True)
     uvicorn.Server(uvicorn_config(service, log_level)).run(sockets=[sock])
 
@@ -768,6 +885,9 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
                         help="wall-time limit of one tool call in the sandbox (default: 3)")
     parser.add_argument("--allow-unverified", action="store_true",
                         help="also serve gyms that failed `codegym verify` (refused by default)")
+    parser.add_argument("--max-request-body", type=int, default=DEFAULT_MAX_REQUEST_BODY, metavar="BYTES",
+                        help=f"largest HTTP request body accepted (default: {DEFAULT_MAX_REQUEST_BODY}, 4 MiB); "
+                             "a bigger one gets HTTP 413 with a JSON-RPC error naming the limit")
 
 
 def _announce_unverified(bank: Bank, gyms: list[str] | None, allowed: bool) -> None:
@@ -824,6 +944,9 @@ def serve_command(args: argparse.Namespace) -> int:
             print(f"codegym serve: {exc.message}", file=sys.stderr)
             return 2
         return 0
+    if args.max_request_body <= 0:
+        print("codegym serve: --max-request-body must be a positive number of bytes", file=sys.stderr)
+        return 2
     token = args.token or os.environ.get(TOKEN_ENV) or None
     if not _is_loopback(args.host) and not token:
         bar = "!" * 78
@@ -833,7 +956,8 @@ def serve_command(args: argparse.Namespace) -> int:
     service = HttpService(bank, gyms=[args.gym] if args.gym else None, workers=args.workers, limits=limits,
                           max_episodes=args.max_episodes,
                           idle_timeout=args.idle_timeout if args.idle_timeout is not None else DEFAULT_IDLE_TIMEOUT_S,
-                          token=token, host=args.host, startup=startup, allow_unverified=args.allow_unverified)
+                          token=token, host=args.host, startup=startup, max_request_body=args.max_request_body,
+                          allow_unverified=args.allow_unverified)
     try:
         serve_http(service, args.port)
     except OSError as exc:

@@ -10,7 +10,7 @@ import pytest
 
 from mcp_gyms import Gym, GymSpec, tool
 from mcp_gyms.episode import Episode, ErrorKind
-from mcp_gyms.gym import strip_examples
+from mcp_gyms.gym import split_args, strip_examples
 
 
 class Counter(Gym):
@@ -72,13 +72,25 @@ def test_tools_schemas_and_descriptions():
     spec = GymSpec.of(Counter)
     assert list(spec.tools) == ["Observe", "Step", "Peek", "Done"]
     step = spec.tools["Step"]
-    assert step.input_schema["properties"]["by"] == {"type": "integer"}
+    assert step.input_schema["properties"]["by"] == {"type": "integer", "description": "how much to add."}
+    assert "description" not in step.input_schema["properties"]["note"]  # not documented under Args:
     assert step.input_schema["required"] == ["by"]
     assert step.input_schema["additionalProperties"] is False
-    assert "Example" not in step.description and "Args:" in step.description
-    assert "Example Output" in step.docstring  # kept for verification
+    assert step.description == "Add `by` to the count."  # no examples, no Args: block (it is in the schema)
+    assert "Example Output" in step.docstring and "Args:" in step.docstring  # kept for verification
     assert ">>>" not in spec.tools["Peek"].description
-    assert spec.tools["Done"].input_schema["properties"]["answer"] == {"type": "integer"}
+    assert spec.tools["Done"].input_schema["properties"]["answer"] == {
+        "type": "integer", "description": "the final answer to the task."}
+
+
+def test_split_args_google_style():
+    text = ("Move.\n\nArgs:\n    steps (int): how far,\n        in cells.\n    note: free text.\n\n"
+            "Returns:\n    str: where you are.")
+    assert split_args(text) == ("Move.\n\nReturns:\n    str: where you are.",
+                                {"steps": "how far, in cells.", "note": "free text."})
+    assert split_args("No arguments here.\n\nReturns:\n    int: one.") == (
+        "No arguments here.\n\nReturns:\n    int: one.", {})
+    assert split_args("Args:\n    x: the x.") == ("", {"x": "the x."})
 
 
 def test_strip_examples_keeps_later_sections():

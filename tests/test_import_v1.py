@@ -139,8 +139,11 @@ def test_tool_schemas_are_inferred_from_docstrings(bank):
     tools = {t.name: t for t in bank.gym(WORDS).tools}
     assert list(tools) == ["Observe", "WordCount", "GetWord", "Contains", "Collect", "MeanLength", "Describe",
                            "Inspect", "Done"]
-    props = {name: t.input_schema["properties"] for name, t in tools.items()}
+    described = {name: t.input_schema["properties"] for name, t in tools.items()}
+    props = {name: {k: {f: v for f, v in p.items() if f != "description"} for k, p in ps.items()}
+             for name, ps in described.items()}  # types only; the Args: texts are checked below
     required = {name: t.input_schema.get("required", []) for name, t in tools.items()}
+    assert described["GetWord"]["index"]["description"] == "the word's position, counting from 0."
     assert props["WordCount"] == {}
     assert props["GetWord"] == {"index": {"type": "integer"}} and required["GetWord"] == ["index"]
     assert props["Contains"] == {"word": {"type": "string"}, "letter": {"type": "string"}}
@@ -154,11 +157,11 @@ def test_tool_schemas_are_inferred_from_docstrings(bank):
     for t in tools.values():
         assert t.input_schema["additionalProperties"] is False
         assert "Example Output" not in t.description
-    assert tools["GetWord"].description.startswith("Read one hidden word.\n\nArgs:\n    index (int)")
-    assert "the words containing the letter." in tools["Done"].description
+    assert tools["GetWord"].description.startswith("Read one hidden word.") and "Args:" not in tools["GetWord"].description
+    assert "the words containing the letter." in described["Done"]["answer"]["description"]
     squares = {t.name: t for t in bank.gym(SQUARES).tools}
     assert squares["Add"].input_schema["required"] == ["a", "b"]
-    assert squares["Done"].input_schema["properties"]["answer"] == {"type": "integer"}
+    assert squares["Done"].input_schema["properties"]["answer"]["type"] == "integer"
 
 
 # --- playing the imported gyms in the sandbox -------------------------------------------------------

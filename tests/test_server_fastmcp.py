@@ -2,7 +2,8 @@
 
 It lists a bundled gym's tools and calls Observe, a wrong call and StartTask over stdio (its own
 subprocess of ``python -m mcp_gyms.server``, handle-less: the implicit episode), and lists the tools of
-an HTTP endpoint, where a handle-less call gets the clear "no episode handle" error.
+an HTTP endpoint, where a handle-less call on the bare URL gets a ``no_episode`` error naming an episode
+URL, and calls on an episode URL (``/gyms/{gym}/mcp/{name}``) share one episode between processes.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import shutil
 import subprocess
 
 import pytest
+from client_matrix import missing_client
 from test_server_support import REPO, SERVER, spawn_http
 
 from mcp_gyms.bank import Bank
@@ -29,7 +31,12 @@ def _fastmcp() -> str | None:
 
 
 FASTMCP = _fastmcp()
-pytestmark = pytest.mark.skipif(FASTMCP is None, reason="fastmcp CLI not installed (`make fastmcp`)")
+
+
+@pytest.fixture(autouse=True)
+def _installed() -> None:
+    if FASTMCP is None:
+        missing_client("the fastmcp CLI", "`make fastmcp`")  # fails under CI=true
 
 
 def fastmcp_all(*runs: tuple[str, ...]) -> list[tuple[int, str, str]]:
@@ -55,11 +62,13 @@ def command(*extra: str) -> str:
 
 def test_fastmcp_over_stdio(bank: Bank) -> None:
     tasks = bank.tasks(GYM)
-    listed, observed, wrong, started = fastmcp_all(
+    listed, observed, wrong, started, done = fastmcp_all(
         ("list", "--command", command(), "--json"),
         ("call", "--command", command("--task", "hard-1"), "--target", "Observe", "--json"),
         ("call", "--command", command(), "--target", "Height", "--input-json", '{"position": "x"}', "--json"),
         ("call", "--command", command(), "--target", "StartTask", "--input-json", '{"task": "medium-2"}', "--json"),
+        ("call", "--command", command("--task", "easy-1"), "--target", "Done", "--input-json",
+         json.dumps({"answer": tasks[1].answer}), "--json"),  # a one-call episode, to reward 1
     )
     rc, out, err = listed
     assert rc == 0, err
@@ -85,6 +94,11 @@ def test_fastmcp_over_stdio(bank: Bank) -> None:
     assert rc == 0, err
     assert json.loads(out)["structured_content"]["taskId"] == "medium-2"
 
+    rc, out, err = done
+    assert rc == 0, err
+    assert json.loads(out)["structured_content"] == {**json.loads(out)["structured_content"], "done": True,
+                                                     "reward": 1.0, "steps": 1}
+
 
 def test_fastmcp_over_http() -> None:
     proc, base = spawn_http("--workers", "1", GYM)
@@ -94,9 +108,13 @@ def test_fastmcp_over_http() -> None:
                                                      ("call", url, "--target", "Observe", "--json"))
         assert rc == 0, err
         assert [t["name"] for t in json.loads(out)["tools"]] == ["Observe", "Length", "Height", "Rises", "Done"]
-        result = json.loads(called)
+        result = json.loads(called)  # the bare URL has no episode for a handle-less 2026-07-28 client ...
         assert result["is_error"] is True and result["structured_content"]["error"] == "no_episode"
-        assert "codegym/episodes/start" in result["content"][0]["text"]
+        assert f"{url}/" in result["content"][0]["text"]  # ... and says which URL has one
+        mine = f"{url}/fastmcp"
+        (_, first, _), = fastmcp_all(("call", mine, "--target", "Observe", "--json"))
+        (_, second, _), = fastmcp_all(("call", mine, "--target", "Observe", "--json"))
+        assert [json.loads(r)["structured_content"]["steps"] for r in (first, second)] == [1, 2]
     finally:
         proc.terminate()
         proc.wait(timeout=30)
