@@ -15,6 +15,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from .calling import CallSpec, call_notes
 from .extract import remove_solve
 from .sources import Problem
 
@@ -62,12 +63,18 @@ def _keys(problem: Problem) -> str:
     return ", ".join(f"`{name}`" for name in problem.parameters()) or "(none)"
 
 
+def _notes(call: CallSpec | None) -> str:
+    notes = call_notes(call) if call is not None else ""
+    return f"\n\n{notes}" if notes else ""
+
+
 def _chat(user: str) -> list[dict[str, str]]:
     return [{"role": "system", "content": template("system.md").strip()}, {"role": "user", "content": user.strip()}]
 
 
-def gym_messages(problem: Problem) -> list[dict[str, str]]:
-    """Stage 1: the one-shot prompt asking for a gym (example problem and gym, then the requirements)."""
+def gym_messages(problem: Problem, call: CallSpec | None = None) -> list[dict[str, str]]:
+    """Stage 1: the one-shot prompt asking for a gym (example problem and gym, then the requirements);
+    ``call`` (from step 0's trial) adds what the prompt must say about objects and answers."""
     return _chat(render(
         "gym.md",
         example_problem=template("example_problem.md").strip(),
@@ -77,10 +84,11 @@ def gym_messages(problem: Problem) -> list[dict[str, str]]:
         solution=problem.solution.strip(),
         signature=_signature(problem),
         keys=_keys(problem),
+        call_notes=_notes(call),
     ))
 
 
-def inputs_messages(problem: Problem, gym_code: str, count: int) -> list[dict[str, str]]:
+def inputs_messages(problem: Problem, gym_code: str, count: int, call: CallSpec | None = None) -> list[dict[str, str]]:
     """Stage 2: ask for ``count`` unit-test inputs, a third of each difficulty."""
     return _chat(render(
         "inputs.md",
@@ -91,6 +99,7 @@ def inputs_messages(problem: Problem, gym_code: str, count: int) -> list[dict[st
         count=str(count),
         per_level=str(max(1, count // 3)),
         keys=_keys(problem),
+        call_notes=_notes(call),
     ))
 
 

@@ -38,6 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from mcp_gyms.bank import DIFFICULTIES, GymRecord, Provenance, TaskRecord, ToolInfo
 from mcp_gyms.sandbox import GymCode, SandboxError, SandboxLimits, SandboxPool
 
+from .calling import decide_call
 from .execution import AnswerError, run_problem_tests, solution_answer
 from .extract import ExtractionError, extract_gym, extract_inputs, extract_solve, replace_solve
 from .llm import LLMClient, Sampling
@@ -202,11 +203,20 @@ def _short(value: Any, limit: int = 80) -> str:
 
 # --- step 0 -------------------------------------------------------------------------------------
 async def stage_tests(ctx: Context) -> StageResult:
-    """Step 0: the problem's tests against its reference solution, in the sandbox."""
-    report = await run_problem_tests(ctx.pools.tests, ctx.problem)
-    details = report.model_dump(exclude={"failures"}) | {"failures": [f.model_dump() for f in report.failures[:3]]}
+    """Step 0: the problem's tests against its reference solution, in the sandbox; their calls of the entry
+    function (the trial) decide how later stages call it (:func:`synthesis.calling.decide_call`)."""
+    problem = ctx.problem
+    report = await run_problem_tests(ctx.pools.tests, problem)
+    details = report.model_dump(exclude={"failures", "trial"}) | {
+        "failures": [f.model_dump() for f in report.failures[:3]], "trial_calls": len(report.trial)}
     if not report.ok:
         return _dropped("tests", "tests_fail", f"the problem's own tests fail: {report.reason()}", **details)
+    ctx.state.call = call = decide_call(report.trial, problem.tests, problem.parameters())
+    details["call"] = call.summary()
+    if call.unsupported:
+        where = ", ".join(f"{where} is a {cls} object" for where, cls in call.unsupported.items())
+        return _dropped("tests", "objects", f"{where}, which has no JSON form (supported: linked lists, binary "
+                        "trees, n-ary trees and graphs of node objects)", **details)
     return _passed("tests", **details)
 
 
@@ -221,7 +231,7 @@ async def stage_gym(ctx: Context) -> StageResult:
         return _dropped("gym", "no_entry", f"the entry function {problem.entry_point} takes no arguments, "
                         "so there is no input to hide")
     sampling = Sampling(temperature=ctx.config.gym_temperature, n=1, max_tokens=ctx.config.max_tokens)
-    [answer] = await ctx.need_llm().complete(gym_messages(problem), sampling)
+    [answer] = await ctx.need_llm().complete(gym_messages(problem, ctx.state.call), sampling)
     try:
         draft = extract_gym(answer)
     except ExtractionError as exc:
@@ -254,8 +264,8 @@ async def stage_inputs(ctx: Context) -> StageResult:
     cfg, state = ctx.config, ctx.state
     assert state.draft is not None
     sampling = Sampling(temperature=cfg.inputs_temperature, n=cfg.input_samples, max_tokens=cfg.max_tokens)
-    texts = await ctx.need_llm().complete(inputs_messages(ctx.problem, state.draft.code, cfg.inputs_per_sample),
-                                          sampling)
+    messages = inputs_messages(ctx.problem, state.draft.code, cfg.inputs_per_sample, state.call)
+    texts = await ctx.need_llm().complete(messages, sampling)
     inputs: list[InputResult] = []
     sample_errors: list[str] = []
     seen: dict[str, int] = {}
@@ -280,7 +290,7 @@ async def stage_inputs(ctx: Context) -> StageResult:
 
     async def answer(item: InputResult) -> None:
         try:
-            item.answer = await solution_answer(ctx.pools.reference, ctx.problem, item.config)
+            item.answer = await solution_answer(ctx.pools.reference, ctx.problem, item.config, state.call)
         except AnswerError as exc:
             item.status, item.reason = "dropped", str(exc)
 
