@@ -11,8 +11,10 @@ and fixes, once per problem:
 - ``answer`` — ``return`` (what the function returns), ``stdout`` (it returns ``None`` and prints: the
   answer is the printed text, without the final newline) or ``argument`` (it returns ``None`` and
   changes ``argument`` in place: the answer is that argument after the call);
-- ``unsupported`` — arguments or results that are objects with no JSON form (the problem is dropped
-  at stage 1 with a reason naming the class).
+- ``unsupported`` — arguments or results that are objects with no standard JSON form (``Interval``):
+  the stage-1 prompt asks the model for a conversion, ``to_arguments(config)`` (and, for a result,
+  ``answer_to_json(value)``), which runs in the sandbox with the solution; without one the gym is
+  dropped with a reason naming the class.
 
 Stage 2 computes answers by this spec (:func:`synthesis.execution.solution_answer`); the prompts state
 it (:func:`call_notes`), so the gym's ``reference_answer`` returns the same thing, and verification
@@ -126,9 +128,22 @@ def decide_call(trial: list[dict[str, Any]], tests: str, parameters: list[str]) 
     return CallSpec(params=params, returns=returns, unsupported=unsupported)
 
 
-def call_notes(spec: CallSpec) -> str:
-    """What the prompts must say about this spec (empty for a plain function of JSON values)."""
+def call_notes(spec: CallSpec, conversion: str | None = None) -> str:
+    """What the prompts must say about this spec (empty for a plain function of JSON values); with the
+    model's ``conversion`` (stage 2), that code instead of the request to write one."""
     lines = []
+    if spec.unsupported and conversion:
+        lines.append("- Task configurations become the entry function's arguments through this conversion, "
+                     f"which fixes their JSON form:\n```python\n{conversion.strip()}\n```")
+    elif spec.unsupported:
+        what = ", ".join(f"{where} is a `{cls}` object" for where, cls in spec.unsupported.items())
+        lines.append(f"- {what[0].upper() + what[1:]}, with no standard JSON form. Choose a simple JSON form "
+                     "for it, use that form in task configurations, and after the gym's code block add a second "
+                     "```python block defining `to_arguments(config)`: it receives a task configuration and "
+                     "returns the dict of keyword arguments for the entry function, building the objects with "
+                     "the solution's classes (`from solution import ...`)"
+                     + (", and `answer_to_json(value)`, which turns the function's result into JSON data."
+                        if "the answer" in spec.unsupported else "."))
     for name, form in spec.params.items():
         lines.append(f"- The parameter `{name}` is {FORM_DOCS[form.kind]}. The solution receives `{form.class_name}` "
                      "objects built from this form; task configurations (and so `setup` and `reference_answer`) "

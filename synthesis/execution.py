@@ -88,12 +88,13 @@ class AnswerError(Exception):
 
 
 async def solution_answer(pool: SandboxPool, problem: Problem, config: dict[str, Any],
-                          call: CallSpec | None = None) -> Any:
+                          call: CallSpec | None = None, conversion: str | None = None) -> Any:
     """The reference solution's answer on one input, as JSON data (stage 2).
 
     The input is passed as keyword arguments to ``problem.entry_point``, node objects built from their
     JSON forms and the answer taken as ``call`` says (returned, printed, or an argument changed in
-    place; see :class:`~synthesis.calling.CallSpec`). Raises :class:`AnswerError` when the solution
+    place; see :class:`~synthesis.calling.CallSpec`); a model-written ``conversion`` builds the arguments
+    where objects have no standard JSON form. Raises :class:`AnswerError` when the solution
     raises, exceeds the pool's limits, gives something JSON cannot carry, or an answer that prints
     :data:`~synthesis.verify.MAX_ANSWER_CHARS` characters or more."""
     if not problem.entry_point:
@@ -103,6 +104,8 @@ async def solution_answer(pool: SandboxPool, problem: Problem, config: dict[str,
             "spec": spec.model_dump(mode="json", by_alias=True)}
     if spec.needs_tests:
         args["tests"] = problem.tests
+    if conversion:
+        args["conversion"] = conversion
     try:
         reply = await pool.execute(program("call_solution"), "main", args)
     except SandboxError as exc:

@@ -63,8 +63,8 @@ def _keys(problem: Problem) -> str:
     return ", ".join(f"`{name}`" for name in problem.parameters()) or "(none)"
 
 
-def _notes(call: CallSpec | None) -> str:
-    notes = call_notes(call) if call is not None else ""
+def _notes(call: CallSpec | None, conversion: str | None = None) -> str:
+    notes = call_notes(call, conversion) if call is not None else ""
     return f"\n\n{notes}" if notes else ""
 
 
@@ -88,7 +88,8 @@ def gym_messages(problem: Problem, call: CallSpec | None = None) -> list[dict[st
     ))
 
 
-def inputs_messages(problem: Problem, gym_code: str, count: int, call: CallSpec | None = None) -> list[dict[str, str]]:
+def inputs_messages(problem: Problem, gym_code: str, count: int, call: CallSpec | None = None,
+                    conversion: str | None = None) -> list[dict[str, str]]:
     """Stage 2: ask for ``count`` unit-test inputs, a third of each difficulty."""
     return _chat(render(
         "inputs.md",
@@ -99,7 +100,7 @@ def inputs_messages(problem: Problem, gym_code: str, count: int, call: CallSpec 
         count=str(count),
         per_level=str(max(1, count // 3)),
         keys=_keys(problem),
-        call_notes=_notes(call),
+        call_notes=_notes(call, conversion),
     ))
 
 

@@ -40,7 +40,14 @@ from mcp_gyms.sandbox import GymCode, SandboxError, SandboxLimits, SandboxPool
 
 from .calling import decide_call
 from .execution import AnswerError, run_problem_tests, solution_answer
-from .extract import ExtractionError, extract_gym, extract_inputs, extract_solve, replace_solve
+from .extract import (
+    ExtractionError,
+    extract_conversion,
+    extract_gym,
+    extract_inputs,
+    extract_solve,
+    replace_solve,
+)
 from .llm import LLMClient, Sampling
 from .prompting import gym_messages, inputs_messages, solve_messages
 from .sources import Problem
@@ -213,10 +220,6 @@ async def stage_tests(ctx: Context) -> StageResult:
         return _dropped("tests", "tests_fail", f"the problem's own tests fail: {report.reason()}", **details)
     ctx.state.call = call = decide_call(report.trial, problem.tests, problem.parameters())
     details["call"] = call.summary()
-    if call.unsupported:
-        where = ", ".join(f"{where} is a {cls} object" for where, cls in call.unsupported.items())
-        return _dropped("tests", "objects", f"{where}, which has no JSON form (supported: linked lists, binary "
-                        "trees, n-ary trees and graphs of node objects)", **details)
     return _passed("tests", **details)
 
 
@@ -234,6 +237,8 @@ async def stage_gym(ctx: Context) -> StageResult:
     [answer] = await ctx.need_llm().complete(gym_messages(problem, ctx.state.call), sampling)
     try:
         draft = extract_gym(answer)
+        if ctx.state.call.unsupported:  # objects with no standard JSON form: the model's conversion
+            draft.conversion = extract_conversion(answer, problem.entry_point)
     except ExtractionError as exc:
         return _dropped("gym", "format", str(exc))
     try:
@@ -264,7 +269,8 @@ async def stage_inputs(ctx: Context) -> StageResult:
     cfg, state = ctx.config, ctx.state
     assert state.draft is not None
     sampling = Sampling(temperature=cfg.inputs_temperature, n=cfg.input_samples, max_tokens=cfg.max_tokens)
-    messages = inputs_messages(ctx.problem, state.draft.code, cfg.inputs_per_sample, state.call)
+    messages = inputs_messages(ctx.problem, state.draft.code, cfg.inputs_per_sample, state.call,
+                               state.draft.conversion)
     texts = await ctx.need_llm().complete(messages, sampling)
     inputs: list[InputResult] = []
     sample_errors: list[str] = []
@@ -290,7 +296,8 @@ async def stage_inputs(ctx: Context) -> StageResult:
 
     async def answer(item: InputResult) -> None:
         try:
-            item.answer = await solution_answer(ctx.pools.reference, ctx.problem, item.config, state.call)
+            item.answer = await solution_answer(ctx.pools.reference, ctx.problem, item.config, state.call,
+                                                  state.draft.conversion)
         except AnswerError as exc:
             item.status, item.reason = "dropped", str(exc)
 

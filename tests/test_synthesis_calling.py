@@ -9,6 +9,7 @@ import pytest
 from mcp_gyms.sandbox import SandboxPool
 from synthesis.calling import CallSpec, ObjectForm, call_notes, decide_call
 from synthesis.execution import AnswerError, run_problem_tests, solution_answer
+from synthesis.extract import ExtractionError, extract_conversion
 from synthesis.sandboxed import objects
 from synthesis.sources import Problem, find_entry_point
 
@@ -166,3 +167,23 @@ def test_the_prompt_notes_state_the_forms_and_the_answer():
     assert '{"values": [3, 2, 0, -4], "pos": 1}' in notes and "`ListNode` objects" in notes
     assert "changes `head` in place: the answer is `head` after the call" in notes
     assert "prints" in call_notes(CallSpec(answer="stdout")) and call_notes(CallSpec()) == ""
+
+
+def test_a_model_written_conversion_builds_objects_without_a_standard_form():
+    problem = _problem(INTERVALS, INTERVALS_TESTS)
+    answer = ("<task>t</task>\n```python\nclass G(Gym):\n    pass\n```\n```python\nfrom solution import Interval\n\n"
+              "def to_arguments(config):\n    return {'intervals': [Interval(a, b) for a, b in config['intervals']]}\n```")
+    conversion = extract_conversion(answer, "total")
+    with pytest.raises(ExtractionError, match="no ```python block defining to_arguments"):
+        extract_conversion("```python\nx = 1\n```", "total")
+    spec = CallSpec(unsupported={"parameter intervals": "Interval"})
+    assert "`Interval` object, with no standard JSON form" in call_notes(spec)
+    assert "def to_arguments(config)" in call_notes(spec, conversion)
+
+    async def main():
+        async with SandboxPool(1) as pool:
+            assert await solution_answer(pool, problem, {"intervals": [[1, 3], [4, 8]]}, spec, conversion) == 6
+            with pytest.raises(AnswerError, match="to_arguments failed: TypeError"):
+                await solution_answer(pool, problem, {"intervals": [1]}, spec, conversion)
+
+    anyio.run(main)

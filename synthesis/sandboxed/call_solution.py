@@ -10,6 +10,9 @@ node objects of the class the solution or its ``tests`` define, see ``objects``)
 - ``stdout`` — what it prints, as a string without the final newline(s);
 - ``argument`` — the argument named ``spec["argument"]`` after the call (it was changed in place).
 
+A model-written ``conversion`` (for objects with no standard form) defines ``to_arguments(config)``,
+which returns the keyword arguments, and optionally ``answer_to_json(value)`` for the result.
+
 Anything JSON cannot carry raises ``TypeError`` naming it, so the host records why the input was dropped.
 """
 
@@ -54,8 +57,16 @@ def _answer(value: object, node: bool, where: str) -> object:
     return [] if node and value is None else plain(value, where)
 
 
-def main(solution: str, entry: str, config: dict, spec: dict | None = None, tests: str = "") -> dict:
-    """Run ``entry`` from ``solution`` on ``config``; return ``{"value": <JSON answer>}``."""
+def _conversion(code: str) -> dict:
+    namespace = {"__name__": "conversion"}
+    exec(compile(code, "<conversion>", "exec"), namespace)
+    return namespace
+
+
+def main(solution: str, entry: str, config: dict, spec: dict | None = None, tests: str = "",
+         conversion: str = "") -> dict:
+    """Run ``entry`` from ``solution`` on ``config``; return ``{"value": <JSON answer>}``. A model-written
+    ``conversion`` (``to_arguments(config)``, optionally ``answer_to_json(value)``) replaces the forms."""
     spec = spec or {}
     module = types.ModuleType("solution")
     saved = sys.modules.get("solution")
@@ -65,7 +76,16 @@ def main(solution: str, entry: str, config: dict, spec: dict | None = None, test
         fn = module.__dict__.get(entry)
         if not callable(fn):
             raise LookupError(f"the solution defines no function named {entry!r}")
-        arguments = dict(config)
+        convert = _conversion(conversion) if conversion else {}
+        if "to_arguments" in convert:
+            try:
+                arguments = convert["to_arguments"](dict(config))
+            except Exception as exc:
+                raise ValueError(f"the conversion's to_arguments failed: {type(exc).__name__}: {exc}") from None
+            if not isinstance(arguments, dict):
+                raise TypeError(f"to_arguments returned {type(arguments).__name__}, not a dict of keyword arguments")
+        else:
+            arguments = dict(config)
         for name, form in (spec.get("params") or {}).items():
             if name in arguments:
                 cls = find_class(form["class"], module, tests)
@@ -76,6 +96,11 @@ def main(solution: str, entry: str, config: dict, spec: dict | None = None, test
             result = fn(**arguments)
         finally:
             sys.stdout = stdout
+        if "answer_to_json" in convert:
+            try:
+                result = convert["answer_to_json"](result)
+            except Exception as exc:
+                raise ValueError(f"the conversion's answer_to_json failed: {type(exc).__name__}: {exc}") from None
         mode = spec.get("answer", "return")
         if mode == "stdout":
             return {"value": printed.getvalue().rstrip("\n")}
