@@ -12,7 +12,10 @@ lost), which the pipeline does not store.
 - ``inputs`` (stage 2) — ``input_samples`` samples of ``inputs_per_sample`` inputs (a third of each
   difficulty), de-duplicated; the original solution's answers in the sandbox (3 s, 100 MiB, answer
   under 100 characters); the gym survives if at least ``min_inputs`` and ``min_input_fraction`` of the
-  unique inputs do, and its ``reference_answer`` agrees with the solution on every kept input.
+  unique inputs do, and its ``reference_answer`` agrees with the solution on every kept input. A problem
+  whose valid inputs within those limits are fewer than ``min_inputs`` (the model wrote fewer than asked,
+  as the prompt tells it to, or every other input's answer is too long) is dropped as
+  ``small_input_space``, not as the model's ``too_few_inputs``.
 - ``oracle`` (stage 3) — tool-only ``solve`` candidates (the gym's own, then ``k`` sampled ones), each
   run on every kept input through the tool API in the sandbox; the first that earns reward 1 on all
   becomes the oracle; tasks needing fewer than 10 or more than 256 calls are dropped.
@@ -52,7 +55,7 @@ from .llm import LLMClient, Sampling
 from .prompting import gym_messages, inputs_messages, solve_messages
 from .sources import Problem
 from .state import CandidateResult, InputResult, ProblemState, StageResult
-from .verify import MAX_STEPS, MIN_STEPS, MIN_TOOLS, REFERENCE_LIMITS, GymSource, verify_gym
+from .verify import MAX_ANSWER_CHARS, MAX_STEPS, MIN_STEPS, MIN_TOOLS, REFERENCE_LIMITS, GymSource, verify_gym
 
 if TYPE_CHECKING:
     from .ray_pools import RayCluster, RemotePool
@@ -234,7 +237,8 @@ async def stage_gym(ctx: Context) -> StageResult:
         return _dropped("gym", "no_entry", f"the entry function {problem.entry_point} takes no arguments, "
                         "so there is no input to hide")
     sampling = Sampling(temperature=ctx.config.gym_temperature, n=1, max_tokens=ctx.config.max_tokens)
-    [answer] = await ctx.need_llm().complete(gym_messages(problem, ctx.state.call), sampling)
+    messages = gym_messages(problem, ctx.state.call, ctx.config.inputs_per_sample, ctx.config.min_inputs)
+    [answer] = await ctx.need_llm().complete(messages, sampling)
     try:
         draft = extract_gym(answer)
         if ctx.state.call.unsupported:  # objects with no standard JSON form: the model's conversion
@@ -270,11 +274,12 @@ async def stage_inputs(ctx: Context) -> StageResult:
     assert state.draft is not None
     sampling = Sampling(temperature=cfg.inputs_temperature, n=cfg.input_samples, max_tokens=cfg.max_tokens)
     messages = inputs_messages(ctx.problem, state.draft.code, cfg.inputs_per_sample, state.call,
-                               state.draft.conversion)
+                               state.draft.conversion, cfg.min_inputs)
     texts = await ctx.need_llm().complete(messages, sampling)
     inputs: list[InputResult] = []
     sample_errors: list[str] = []
     seen: dict[str, int] = {}
+    repeated_in_sample = 0  # a sample that repeats an input ignored the prompt; across samples is expected
     for sample, text in enumerate(texts):
         try:
             drafts, problems = extract_inputs(text)
@@ -289,6 +294,7 @@ async def stage_inputs(ctx: Context) -> StageResult:
             if key in seen:
                 inputs.append(InputResult(sample=sample, difficulty=draft.difficulty, config=draft.input,
                                           status="duplicate", reason=f"same as input #{seen[key]}"))
+                repeated_in_sample += inputs[seen[key]].sample == sample
                 continue
             seen[key] = len(inputs)
             inputs.append(InputResult(sample=sample, difficulty=draft.difficulty, config=draft.input, status="kept"))
@@ -310,6 +316,17 @@ async def stage_inputs(ctx: Context) -> StageResult:
     if len(kept) < needed or not kept:
         reasons = Counter(i.reason.split(":")[0] for i in unique if i.status == "dropped")
         why = "; ".join(f"{n}x {r}" for r, n in reasons.most_common(3))
+        too_big = sum(i.reason.startswith("the answer prints") for i in unique if i.status == "dropped")
+        if len(kept) < cfg.min_inputs and not sample_errors and not repeated_in_sample and (
+                len(unique) < cfg.input_samples * cfg.inputs_per_sample and len(unique) < cfg.min_inputs
+                or too_big and too_big + len(kept) == len(unique)):
+            # not the model's fault: the problem has too few valid inputs within the limits (answers that
+            # grow fast with the input, a tiny domain); the paper's checks need min_inputs of them
+            return _dropped("inputs", "small_input_space",
+                            f"the valid input space is too small: only {len(kept)} distinct inputs have an answer "
+                            f"within the limits (shorter than {MAX_ANSWER_CHARS} characters, {cfg.reference_time_s:g} s)"
+                            + (f", {too_big} more have longer answers" if too_big else "")
+                            + f"; at least {cfg.min_inputs} are needed", **counts)
         return _dropped("inputs", "too_few_inputs",
                         f"{len(kept)} of {len(unique)} unique inputs survive (need at least {cfg.min_inputs} and "
                         f"{cfg.min_input_fraction:.0%})" + (f"; dropped: {why}" if why else "")

@@ -27,7 +27,7 @@ import anyio
 from mcp_gyms.sandbox import SandboxPool
 from synthesis.calling import CallSpec, decide_call
 from synthesis.execution import run_problem_tests
-from synthesis.extract import extract_gym
+from synthesis.extract import extract_conversion, extract_gym
 from synthesis.llm import ResponseCache, Sampling
 from synthesis.prompting import gym_messages, inputs_messages, solve_messages
 from synthesis.sources import Problem, load_problems
@@ -62,15 +62,18 @@ def entries(problem: Problem, config: SynthConfig,
     if not gym_file.is_file():
         return []
     gym_text = gym_file.read_text(encoding="utf-8")
-    out = [(gym_messages(problem, call), Sampling(temperature=config.gym_temperature, n=1, max_tokens=config.max_tokens),
-            [gym_text])]
+    out = [(gym_messages(problem, call, config.inputs_per_sample, config.min_inputs),
+            Sampling(temperature=config.gym_temperature, n=1, max_tokens=config.max_tokens), [gym_text])]
     draft = extract_gym(gym_text)
+    if call is not None and call.unsupported:
+        draft.conversion = extract_conversion(gym_text, problem.entry_point or "")
     inputs_file = folder / "inputs.json"
     if inputs_file.is_file():
         samples = json.loads(inputs_file.read_text(encoding="utf-8"))
         if len(samples) != config.input_samples:
             raise ValueError(f"{inputs_file}: {len(samples)} samples, the pipeline asks for {config.input_samples}")
-        out.append((inputs_messages(problem, draft.code, config.inputs_per_sample, call),
+        out.append((inputs_messages(problem, draft.code, config.inputs_per_sample, call, draft.conversion,
+                                    config.min_inputs),
                     Sampling(temperature=config.inputs_temperature, n=config.input_samples,
                              max_tokens=config.max_tokens),
                     [_fenced_json(sample) for sample in samples]))
