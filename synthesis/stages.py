@@ -6,7 +6,9 @@ for the report) and a ``reason`` a person can act on. A stage raises only for *t
 (:class:`~synthesis.errors.TransientError`: LLM endpoint down, replay cache miss, a Ray sandbox node
 lost), which the pipeline does not store.
 
-- ``tests`` (step 0) — the problem's own tests pass against its reference solution, in the sandbox.
+- ``tests`` (step 0) — the problem imports only the standard library and :mod:`synthesis.packages`'
+  allowlist; its own tests pass against its reference solution, in the sandbox, and their calls of the
+  entry function decide how later stages call it (:mod:`synthesis.calling`).
 - ``gym`` (stage 1) — one-shot prompt -> task text + gym code; extraction and format checks; the gym
   loads in the sandbox and has at least :data:`~synthesis.verify.MIN_TOOLS` tools.
 - ``inputs`` (stage 2) — ``input_samples`` samples of ``inputs_per_sample`` inputs (a third of each
@@ -52,6 +54,7 @@ from .extract import (
     replace_solve,
 )
 from .llm import LLMClient, Sampling
+from .packages import package_problem
 from .prompting import gym_messages, inputs_messages, solve_messages
 from .sources import Problem
 from .state import CandidateResult, InputResult, ProblemState, StageResult
@@ -216,6 +219,8 @@ async def stage_tests(ctx: Context) -> StageResult:
     """Step 0: the problem's tests against its reference solution, in the sandbox; their calls of the entry
     function (the trial) decide how later stages call it (:func:`synthesis.calling.decide_call`)."""
     problem = ctx.problem
+    if (why := package_problem(problem.solution, problem.tests)) is not None:
+        return _dropped("tests", "package", why)
     report = await run_problem_tests(ctx.pools.tests, problem)
     details = report.model_dump(exclude={"failures", "trial"}) | {
         "failures": [f.model_dump() for f in report.failures[:3]], "trial_calls": len(report.trial)}
