@@ -82,6 +82,7 @@ class CallSpec(BaseModel):
         parts += [f"{name}: {form.kind} ({form.class_name})" for name, form in self.params.items()]
         if self.returns:
             parts.append(f"returns {self.returns.kind} ({self.returns.class_name})")
+        parts += [f"{where}: {cls} (model-written conversion)" for where, cls in self.unsupported.items()]
         return "; ".join(parts)
 
 
