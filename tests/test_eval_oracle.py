@@ -16,6 +16,7 @@ from mcp_gyms.cli import main
 # the whole default bank over MCP (48 gyms, 1,263 tasks, ~48k tool calls): minutes on a loaded 2-core machine
 pytestmark = pytest.mark.timeout(900)
 
+
 @pytest.fixture(scope="module")
 def oracle_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """`codegym eval` with the default (oracle) policy on the default (bundled) bank."""
