@@ -27,7 +27,7 @@ import re
 from collections import Counter
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 __all__ = ["FORM_DOCS", "CallSpec", "ObjectForm", "call_notes", "decide_call"]
 
@@ -86,13 +86,36 @@ class CallSpec(BaseModel):
         return "; ".join(parts)
 
 
-def _form(seen: dict[str, Any]) -> ObjectForm | None:
-    if seen.get("kind") in FORM_DOCS:
+class TrialCall(BaseModel):
+    """One recorded call of the trial run, as the sandboxed ``pytest_lite`` reports it (the worker is not
+    trusted: a record that does not fit this shape is ignored)."""
+
+    params: dict[str, dict[str, str]] = Field(default_factory=dict)
+    returned: dict[str, str] = Field(default_factory=dict)
+    printed: bool = False
+    mutated: list[str] = Field(default_factory=list)
+
+
+def _form(seen: dict[str, str]) -> ObjectForm | None:
+    if seen.get("kind") not in FORM_DOCS:
+        return None
+    try:
         return ObjectForm.model_validate(seen)
-    return None
+    except ValidationError:
+        return None
 
 
-def decide_call(trial: list[dict[str, Any]], tests: str, parameters: list[str]) -> CallSpec:
+def _calls(trial: list[Any]) -> list[TrialCall]:
+    calls = []
+    for raw in trial:
+        try:
+            calls.append(TrialCall.model_validate(raw))
+        except ValidationError:
+            continue
+    return calls
+
+
+def decide_call(trial: list[Any], tests: str, parameters: list[str]) -> CallSpec:
     """The :class:`CallSpec` a trial run shows (see the module docstring).
 
     The answer is ``argument`` when every recorded call returned ``None`` and some changed an argument
@@ -103,24 +126,24 @@ def decide_call(trial: list[dict[str, Any]], tests: str, parameters: list[str]) 
     returns: ObjectForm | None = None
     unsupported: dict[str, str] = {}
     mutated: Counter[str] = Counter()
+    trial = _calls(trial)
     for call in trial:
-        for name, seen in call.get("params", {}).items():
+        for name, seen in call.params.items():
             if name in parameters and (form := _form(seen)) is not None:
                 params.setdefault(name, form)
             elif name in parameters and seen.get("kind") == "object":
                 unsupported.setdefault(f"parameter {name}", str(seen.get("class")))
-        returned = call.get("returned", {})
-        if (form := _form(returned)) is not None:
+        if (form := _form(call.returned)) is not None:
             returns = returns or form
-        elif returned.get("kind") == "object":
-            unsupported.setdefault("the answer", str(returned.get("class")))
-        mutated.update(call.get("mutated", []))
+        elif call.returned.get("kind") == "object":
+            unsupported.setdefault("the answer", str(call.returned.get("class")))
+        mutated.update(name for name in call.mutated if name in parameters)
     for key in [k for k in unsupported if k.removeprefix("parameter ") in params]:
         del unsupported[key]
     if returns is not None:
         unsupported.pop("the answer", None)
-    all_none = bool(trial) and all(c.get("returned", {}).get("kind") == "none" for c in trial)
-    printed = any(c.get("printed") for c in trial) or bool(_STDOUT_HINT.search(tests))
+    all_none = bool(trial) and all(c.returned.get("kind") == "none" for c in trial)
+    printed = any(c.printed for c in trial) or bool(_STDOUT_HINT.search(tests))
     if all_none and mutated:
         return CallSpec(answer="argument", argument=mutated.most_common(1)[0][0], params=params,
                         unsupported=unsupported)

@@ -55,7 +55,7 @@ class TestReport(BaseModel):
     skipped: int = 0
     failures: list[TestFailure] = Field(default_factory=list)
     error: str | None = None
-    trial: list[dict[str, Any]] = Field(default_factory=list)
+    trial: list[Any] = Field(default_factory=list)  # checked record by record in synthesis.calling
 
     def reason(self) -> str:
         """One line saying why the tests did not pass (empty when they did)."""

@@ -322,9 +322,10 @@ async def stage_inputs(ctx: Context) -> StageResult:
         reasons = Counter(i.reason.split(":")[0] for i in unique if i.status == "dropped")
         why = "; ".join(f"{n}x {r}" for r, n in reasons.most_common(3))
         too_big = sum(i.reason.startswith("the answer prints") for i in unique if i.status == "dropped")
-        if len(kept) < cfg.min_inputs and not sample_errors and not repeated_in_sample and (
-                len(unique) < cfg.input_samples * cfg.inputs_per_sample and len(unique) < cfg.min_inputs
-                or too_big and too_big + len(kept) == len(unique)):
+        followed_prompt = not sample_errors and not repeated_in_sample
+        wrote_all_there_are = len(unique) < cfg.min_inputs  # the prompt: write every valid input, no more
+        only_too_long = too_big > 0 and too_big + len(kept) == len(unique)
+        if len(kept) < cfg.min_inputs and followed_prompt and (wrote_all_there_are or only_too_long):
             # not the model's fault: the problem has too few valid inputs within the limits (answers that
             # grow fast with the input, a tiny domain); the paper's checks need min_inputs of them
             return _dropped("inputs", "small_input_space",

@@ -154,10 +154,14 @@ def test_the_trial_run_decides_how_to_call_and_the_answers_follow_it():
     anyio.run(main)
 
 
-def test_an_object_without_a_json_form_is_named():
+def test_an_object_without_a_json_form_is_named_and_garbled_trial_records_are_ignored():
     trial = [{"params": {"shape": {"kind": "object", "class": "Polygon", "module": "solution"}},
               "returned": {"kind": "json"}, "printed": False, "mutated": []}]
     assert decide_call(trial, "", ["shape"]).unsupported == {"parameter shape": "Polygon"}
+    # the worker is not trusted: records of the wrong shape are skipped, never a crash of the stage
+    garbled = [None, 7, {"params": {"x": {"kind": "linked_list"}}, "returned": {"kind": "none"}, "mutated": ["x"]},
+               {"params": [], "returned": "x"}, {"returned": {"kind": "none"}, "mutated": ["nums", "evil"]}]
+    assert decide_call(garbled, "", ["x", "nums"]) == CallSpec(answer="argument", argument="x")
 
 
 def test_the_prompt_notes_state_the_forms_and_the_answer():
