@@ -191,3 +191,23 @@ def test_a_model_written_conversion_builds_objects_without_a_standard_form():
                 await solution_answer(pool, problem, {"intervals": [1]}, spec, conversion)
 
     anyio.run(main)
+
+
+def test_bad_outputs_are_dropped_inputs_with_the_reason():
+    loud = "def shout(n):\n    for _ in range(n):\n        print('x' * 1000)\n"
+    tangled = ("class TreeNode:\n    def __init__(self, val=0, left=None, right=None):\n"
+               "        self.val, self.left, self.right = val, left, right\n\n"
+               "def tangle(root):\n    root.right = root.left\n    return root\n")
+    spec = CallSpec(params={"root": ObjectForm(kind="binary_tree", class_name="TreeNode")},
+                    returns=ObjectForm(kind="binary_tree", class_name="TreeNode"))
+
+    async def main():
+        async with SandboxPool(1) as pool:
+            with pytest.raises(AnswerError, match="prints more than 100000 characters"):
+                await solution_answer(pool, Problem(id="l", question="q", solution=loud, tests="t",
+                                                    entry_point="shout"), {"n": 500}, CallSpec(answer="stdout"))
+            with pytest.raises(AnswerError, match="not a tree: a node is reached twice"):
+                await solution_answer(pool, Problem(id="t", question="q", solution=tangled, tests="t",
+                                                    entry_point="tangle"), {"root": [1, 2]}, spec)
+
+    anyio.run(main)
