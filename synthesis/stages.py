@@ -54,7 +54,7 @@ from .extract import (
     replace_solve,
 )
 from .llm import LLMClient, Sampling
-from .packages import package_problem
+from .packages import imported_packages, package_problem
 from .prompting import gym_messages, inputs_messages, solve_messages
 from .sources import Problem
 from .state import CandidateResult, InputResult, ProblemState, StageResult
@@ -225,6 +225,10 @@ async def stage_tests(ctx: Context) -> StageResult:
     details = report.model_dump(exclude={"failures", "trial"}) | {
         "failures": [f.model_dump() for f in report.failures[:3]], "trial_calls": len(report.trial)}
     if not report.ok:
+        used = imported_packages(problem.solution) | imported_packages(problem.tests)
+        if used and "importing ctypes is not allowed" in report.reason():  # see synthesis.packages
+            return _dropped("tests", "package", f"the problem imports {', '.join(sorted(used))}, which the sandbox "
+                            f"workers cannot load yet (it needs ctypes): {report.reason()}", **details)
         return _dropped("tests", "tests_fail", f"the problem's own tests fail: {report.reason()}", **details)
     ctx.state.call = call = decide_call(report.trial, problem.tests, problem.parameters())
     details["call"] = call.summary()

@@ -9,6 +9,7 @@ from mcp_gyms.sandbox import SandboxPool
 from synthesis import packages
 from synthesis.execution import run_problem_tests
 from synthesis.packages import imported_packages, package_problem
+from synthesis.pipeline import synthesize
 from synthesis.sources import Problem
 
 NUMPY = "import numpy as np\n\ndef spread(values):\n    return int(np.ptp(np.array(values)))\n"
@@ -48,3 +49,17 @@ def test_allowlisted_packages_run_in_the_sandbox():
         pytest.xfail("scipy imports ctypes, which the jail's audit hook refuses after hardening "
                      "(needs the sandbox change described in the issue-15 report)")
     assert scipy_report.ok, scipy_report.reason()
+
+
+def test_step_0_drops_package_problems_naming_the_package(tmp_path):
+    problems = [Problem(id="sympy-x", question="q", solution="import sympy\n\ndef f(x):\n    return x\n",
+                        tests="from solution import f\n\ndef test_it():\n    assert f(1) == 1\n", entry_point="f"),
+                Problem(id="numpy-x", question="q", solution=NUMPY, tests=NUMPY_TESTS, entry_point="spread"),
+                Problem(id="scipy-x", question="q", solution=SCIPY, tests=SCIPY_TESTS, entry_point="paths")]
+    report = anyio.run(lambda: synthesize(problems, out=tmp_path / "bank", llm=None, workers=1, until="tests"))
+    rows = {r.problem_id: r for r in report.rows}
+    assert rows["sympy-x"].code == "package" and "imports sympy, outside the sandbox's package allowlist" in \
+        rows["sympy-x"].reason
+    assert rows["numpy-x"].verdict != "dropped"
+    scipy = rows["scipy-x"]  # runs once the workers preload it; until then, dropped naming it (not tests_fail)
+    assert scipy.verdict != "dropped" or (scipy.code == "package" and "imports scipy" in scipy.reason)
