@@ -7,12 +7,13 @@ import pytest
 
 from mcp_gyms.sandbox import SandboxPool
 from synthesis import packages
-from synthesis.execution import run_problem_tests
+from synthesis.calling import CallSpec
+from synthesis.execution import run_problem_tests, solution_answer
 from synthesis.packages import imported_packages, package_problem
 from synthesis.pipeline import synthesize
 from synthesis.sources import Problem
 
-NUMPY = "import numpy as np\n\ndef spread(values):\n    return int(np.ptp(np.array(values)))\n"
+NUMPY = "import numpy as np\n\ndef spread(values):\n    return np.ptp(np.array(values))\n"  # a numpy scalar
 NUMPY_TESTS = "from solution import spread\n\ndef test_it():\n    assert spread([3, 9, 1]) == 8\n"
 SCIPY = "from scipy.special import comb\n\ndef paths(n):\n    return int(comb(2 * n, n, exact=True))\n"
 SCIPY_TESTS = "from solution import paths\n\ndef test_it():\n    assert paths(3) == 20\n"
@@ -61,5 +62,14 @@ def test_step_0_drops_package_problems_naming_the_package(tmp_path):
     assert rows["sympy-x"].code == "package" and "imports sympy, outside the sandbox's package allowlist" in \
         rows["sympy-x"].reason
     assert rows["numpy-x"].verdict != "dropped"
+
+    async def answer():
+        async with SandboxPool(1) as pool:
+            problem = problems[1]
+            return await solution_answer(pool, problem, {"values": [4, 9, 1]}, CallSpec()), \
+                await solution_answer(pool, Problem(id="a", question="q", tests="t", entry_point="f", solution=(
+                    "import numpy as np\n\ndef f(n):\n    return np.arange(n) * 2\n")), {"n": 3}, CallSpec())
+
+    assert anyio.run(answer) == (8, [0, 2, 4])  # numpy scalars and arrays are answers like any other
     scipy = rows["scipy-x"]  # runs once the workers preload it; until then, dropped naming it (not tests_fail)
     assert scipy.verdict != "dropped" or (scipy.code == "package" and "imports scipy" in scipy.reason)

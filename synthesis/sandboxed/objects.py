@@ -48,10 +48,17 @@ def node_shape(value: Any) -> tuple[str, str] | None:
     return None
 
 
+def _array_like(value: Any) -> bool:
+    """numpy scalars and arrays, pandas series: data with a ``tolist()`` that gives plain values."""
+    return type(value).__module__.split(".")[0] in ("numpy", "pandas") and hasattr(value, "tolist")
+
+
 def _foreign(value: Any, depth: int = 0) -> type | None:
     """The type of the first part of ``value`` that is not JSON data (None when all of it is)."""
     if value is None or isinstance(value, (bool, int, float, str)):
         return None
+    if _array_like(value):
+        return _foreign(value.tolist(), depth + 1)
     if depth > 50:
         return type(value)
     if isinstance(value, (list, tuple, set, frozenset)):
@@ -79,10 +86,13 @@ def describe(value: Any) -> dict[str, str]:
 
 # --- objects -> JSON ----------------------------------------------------------------------------
 def to_json(value: Any, where: str = "answer") -> Any:
-    """``value`` as plain JSON data (tuples become lists, sets sorted lists), or TypeError naming the
-    part that JSON cannot carry (an object, a NaN, a dict with tuple keys)."""
+    """``value`` as plain JSON data (tuples become lists, sets sorted lists, numpy/pandas values their
+    ``tolist()``), or TypeError naming the part that JSON cannot carry (an object, a NaN, a dict with
+    tuple keys)."""
     if value is None or isinstance(value, (bool, int, str)):
         return value
+    if _array_like(value):
+        return to_json(value.tolist(), where)
     if isinstance(value, float):
         if not math.isfinite(value):
             raise TypeError(f"{where} is {value!r}, which JSON cannot carry")
