@@ -84,12 +84,12 @@ def main(solution: str, entry: str, config: dict, spec: dict | None = None, test
                 raise ValueError(f"the conversion's to_arguments failed: {type(exc).__name__}: {exc}") from None
             if not isinstance(arguments, dict):
                 raise TypeError(f"to_arguments returned {type(arguments).__name__}, not a dict of keyword arguments")
-        else:
+        else:  # the standard forms (a conversion, when there is one, builds every argument itself)
             arguments = dict(config)
-        for name, form in (spec.get("params") or {}).items():
-            if name in arguments:
-                cls = find_class(form["class"], module, tests)
-                arguments[name] = build(arguments[name], form, cls, name)
+            for name, form in (spec.get("params") or {}).items():
+                if name in arguments:
+                    cls = find_class(form["class"], module, tests)
+                    arguments[name] = build(arguments[name], form, cls, name)
         printed = _Capped()
         stdout, sys.stdout = sys.stdout, printed
         try:
