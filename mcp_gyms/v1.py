@@ -23,8 +23,12 @@ The rules it implements:
   payload is the task as JSON when that text is also a Python literal, else as a Python literal (so
   ``true``/``null`` never reach ``ast.literal_eval``).
 - **Tools.** Every action but ``Observe``/``Done`` is a tool whose parameters come from the docstring's
-  ``Args:`` section (:func:`parse_docstring_args`, :func:`annotation_for`), validated strictly by the
-  runtime like any native tool. A call forwards to the env's own ``step(json.dumps({"name": ...,
+  ``Args:`` section (:func:`parse_docstring_args`, :func:`annotation_for`). The agent sees the documented
+  types in the JSON Schema, but every parameter (``Done``'s answer too) is annotated :class:`Lenient`:
+  it accepts every JSON value Python's ``json.loads`` reads, as the original did (its ``step`` parsed
+  the action with ``json.loads`` and passed the values on unchecked) — ``Infinity`` for a parameter
+  documented ``int`` (a running minimum that starts at infinity) must reach the env, or its own
+  ``solve()`` fails where it earned reward 1 in the original. A call forwards to the env's own ``step(json.dumps({"name": ...,
   "parameters": {...}}))``, so the env's messages reach the agent as designed. A message starting with
   ``Error:`` is raised as :class:`EnvError`: the episode reports it as a ``tool_error`` observation
   (``Error: <Tool> failed: EnvError: <the env's text>; the state is unchanged``) and rolls the env back
@@ -59,6 +63,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from pydantic import TypeAdapter
+from pydantic_core import core_schema
+
 from .gym import DONE, OBSERVE, Call, Gym, normalise_answer
 
 __all__ = [
@@ -66,6 +73,7 @@ __all__ = [
     "ERROR_PREFIX",
     "ArgDoc",
     "EnvError",
+    "Lenient",
     "V1Gym",
     "annotation_for",
     "env_payload",
@@ -77,6 +85,27 @@ __all__ = [
 
 #: Messages of the env's ``step`` that start with this are failed actions.
 ERROR_PREFIX = "Error:"
+
+
+class Lenient:
+    """``Lenient[T]``: an annotation whose JSON Schema is ``T``'s (what the agent is shown) and whose
+    validation accepts any JSON value (what the original env accepted), e.g. ``Lenient[int]``.
+
+    A class, not ``Annotated[...]``, so it survives ``typing.get_type_hints`` (which drops extras)."""
+
+    json_schema: ClassVar[dict[str, Any]] = {}
+
+    def __class_getitem__(cls, annotation: Any) -> type[Lenient]:
+        schema = TypeAdapter(annotation).json_schema()
+        return type(f"Lenient[{getattr(annotation, '__name__', annotation)}]", (cls,), {"json_schema": schema})
+
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: Any, handler: Any) -> core_schema.CoreSchema:
+        return core_schema.any_schema()
+
+    @classmethod
+    def __get_pydantic_json_schema__(cls, schema: Any, handler: Any) -> dict[str, Any]:
+        return dict(cls.json_schema)
 
 
 class EnvError(Exception):
@@ -161,14 +190,20 @@ _REWARD_ONE = re.compile(r"reward\s*=\s*1(?:\.0*)?\s*\W*$")
 
 def env_payload(task: Mapping[str, Any]) -> str:
     """The text after ``ClassName@`` for ``task``: JSON when it reads back the same as a Python literal
-    (so envs parsing with ``json.loads`` or ``ast.literal_eval`` both work), else a Python literal."""
+    (so envs parsing with ``json.loads`` or ``ast.literal_eval`` both work), else a Python literal, else
+    (a task holding ``Infinity`` or ``NaN``, which no literal spells) JSON again."""
     text = json.dumps(task)
     try:
         if ast.literal_eval(text) == task:
             return text
     except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
         pass
-    return repr(dict(task))
+    literal = repr(dict(task))
+    try:
+        ast.literal_eval(literal)
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return text  # no Python literal holds it (infinity, NaN): JSON text, which json.loads reads
+    return literal
 
 
 def make_env(env_class: type, env_name: str, task: Mapping[str, Any]) -> Any:

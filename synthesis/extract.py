@@ -17,6 +17,7 @@ __all__ = [
     "ExtractionError",
     "GymDraft",
     "InputDraft",
+    "extract_conversion",
     "extract_gym",
     "extract_inputs",
     "extract_solve",
@@ -77,6 +78,7 @@ class GymDraft(BaseModel):
     task_text: str
     code: str
     class_name: str
+    conversion: str | None = None
 
 
 def _gym_class(tree: ast.Module) -> ast.ClassDef:
@@ -140,6 +142,23 @@ def extract_gym(text: str) -> GymDraft:
     title = re.search(r"<title>(.*?)</title>", text, re.DOTALL | re.IGNORECASE)
     title_text = " ".join(title.group(1).split()) if title and title.group(1).strip() else _title_from(cls.name)
     return GymDraft(title=title_text[:120], task_text=task.group(1).strip(), code=code, class_name=cls.name)
+
+
+def extract_conversion(text: str, entry: str) -> str:
+    """The model-written conversion of a stage-1 answer: the ```python block (without a gym class) that
+    defines ``to_arguments(config)`` (and optionally ``answer_to_json(value)``), for entry functions
+    taking objects that have no standard JSON form. It runs in the sandbox, never here."""
+    for lang, body in code_blocks(text):
+        if lang not in ("python", "py", "python3", "") or re.search(r"class\s+\w+\s*\(.*Gym.*\)\s*:", body):
+            continue
+        tree = _syntax(body, "the conversion code")
+        functions = {n.name: n for n in tree.body if isinstance(n, ast.FunctionDef)}
+        if "to_arguments" in functions:
+            if len(functions["to_arguments"].args.args) != 1:
+                raise ExtractionError("to_arguments must take exactly one parameter (the task configuration)")
+            return body.strip() + "\n"
+    raise ExtractionError(f"the answer has no ```python block defining to_arguments(config), which {entry} "
+                          "needs to receive its objects")
 
 
 # --- solve candidates ---------------------------------------------------------------------------

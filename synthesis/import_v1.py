@@ -12,7 +12,9 @@ in :mod:`mcp_gyms.v1`); a single such file may be given instead of a folder. For
    literal that includes ``Observe`` and ``Done``, and a method with a docstring for every action.
 2. **Adapter.** The gym file is the original source verbatim plus a generated ``Imported_<ClassName>``
    subclass of :class:`mcp_gyms.v1.V1Gym`: one typed ``@tool`` per action, parameters from the method
-   signature, types and descriptions from the docstring's ``Args:`` (:func:`mcp_gyms.v1.annotation_for`).
+   signature, types and descriptions from the docstring's ``Args:`` (:func:`mcp_gyms.v1.annotation_for`);
+   the types shape the schema the agent sees, while validation accepts any JSON value, as the original
+   did (``Lenient[...]``, :class:`mcp_gyms.v1.Lenient`).
 3. **Tasks**, per environment: the rows of ``--instances`` (``ability`` =
    ``codegym_v1@{code_id}__{ClassName}@{json task}``; the task text is the prompt's user message;
    ``extra_info.solve_fc_round`` is the expected oracle step count) together with the rows of ``--tasks``
@@ -766,6 +768,12 @@ def _doc_literal(doc: str, indent: str) -> str:
     return indent + '"""' + "\n".join(body) + ("\n" + indent if len(lines) > 1 else "") + '"""'
 
 
+def _lenient(annotation: str) -> str:
+    """The generated annotation: the documented type for the schema, any JSON value accepted
+    (:class:`mcp_gyms.v1.Lenient`: the original accepted whatever ``json.loads`` read)."""
+    return annotation if annotation == ANY else f"_Lenient[{annotation}]"
+
+
 def render_gym_file(analysis: EnvAnalysis, max_steps: int = DEFAULT_MAX_STEPS) -> str:
     """The native gym file: the original source verbatim, then the generated adapter class."""
     a = analysis
@@ -776,6 +784,7 @@ def render_gym_file(analysis: EnvAnalysis, max_steps: int = DEFAULT_MAX_STEPS) -
            "from typing import Any as _Any  # noqa: E402",
            "",
            "from mcp_gyms import tool as _tool  # noqa: E402",
+           "from mcp_gyms.v1 import Lenient as _Lenient  # noqa: E402",
            "from mcp_gyms.v1 import V1Gym as _V1Gym  # noqa: E402",
            "from mcp_gyms.v1 import register_namespace as _register_namespace  # noqa: E402",
            "from mcp_gyms.v1 import run_v1_oracle as _run_v1_oracle  # noqa: E402",
@@ -787,12 +796,12 @@ def render_gym_file(analysis: EnvAnalysis, max_steps: int = DEFAULT_MAX_STEPS) -
            f"    env_class = {a.class_name}",
            f"    env_name = {a.class_name!r}",
            f"    actions = {tuple(a.all_actions)!r}",
-           f"    answer_type = {a.answer_annotation}",
+           f"    answer_type = {_lenient(a.answer_annotation)}",
            f"    answer_doc = {a.answer_doc!r}",
            f"    max_steps = {max_steps}",
            ]
     for action in a.actions:
-        params = ", ".join(f"{p.name}: {p.annotation}" + (f" = {p.default}" if p.default is not None else "")
+        params = ", ".join(f"{p.name}: {_lenient(p.annotation)}" + (f" = {p.default}" if p.default is not None else "")
                            for p in action.params)
         forwarded = ", ".join(f"{p.name!r}: {p.name}" for p in action.params)
         out += ["",

@@ -15,8 +15,10 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from .calling import CallSpec, call_notes
 from .extract import remove_solve
 from .sources import Problem
+from .verify import MAX_ANSWER_CHARS, MAX_STEPS, MIN_STEPS, REFERENCE_LIMITS
 
 __all__ = ["gym_messages", "inputs_messages", "prompts_digest", "render", "solve_messages"]
 
@@ -62,12 +64,28 @@ def _keys(problem: Problem) -> str:
     return ", ".join(f"`{name}`" for name in problem.parameters()) or "(none)"
 
 
+def _notes(call: CallSpec | None, conversion: str | None = None) -> str:
+    notes = call_notes(call, conversion) if call is not None else ""
+    return f"\n\n{notes}" if notes else ""
+
+
+def _limits(count: int, min_inputs: int) -> str:
+    """The limits section, the one place the prompts state them (``prompts/limits.md``)."""
+    return render("limits.md", max_answer_chars=str(MAX_ANSWER_CHARS), min_steps=str(MIN_STEPS),
+                  max_steps=str(MAX_STEPS), time_s=f"{REFERENCE_LIMITS.time_s:g}",
+                  memory_mb=str(REFERENCE_LIMITS.memory_mb), count=str(count),
+                  per_level=str(max(1, count // 3)), min_inputs=str(min_inputs)).strip()
+
+
 def _chat(user: str) -> list[dict[str, str]]:
     return [{"role": "system", "content": template("system.md").strip()}, {"role": "user", "content": user.strip()}]
 
 
-def gym_messages(problem: Problem) -> list[dict[str, str]]:
-    """Stage 1: the one-shot prompt asking for a gym (example problem and gym, then the requirements)."""
+def gym_messages(problem: Problem, call: CallSpec | None = None, count: int = 15,
+                 min_inputs: int = 10) -> list[dict[str, str]]:
+    """Stage 1: the one-shot prompt asking for a gym (example problem and gym, then the requirements);
+    ``call`` (from step 0's trial) adds what the prompt must say about objects and answers; ``count`` and
+    ``min_inputs`` (inputs asked per sample, inputs that must survive) go into the limits."""
     return _chat(render(
         "gym.md",
         example_problem=template("example_problem.md").strip(),
@@ -77,10 +95,14 @@ def gym_messages(problem: Problem) -> list[dict[str, str]]:
         solution=problem.solution.strip(),
         signature=_signature(problem),
         keys=_keys(problem),
+        call_notes=_notes(call),
+        limits=_limits(count, min_inputs),
+        observations=template("observations.md").strip().replace("\n", "\n  "),
     ))
 
 
-def inputs_messages(problem: Problem, gym_code: str, count: int) -> list[dict[str, str]]:
+def inputs_messages(problem: Problem, gym_code: str, count: int, call: CallSpec | None = None,
+                    conversion: str | None = None, min_inputs: int = 10) -> list[dict[str, str]]:
     """Stage 2: ask for ``count`` unit-test inputs, a third of each difficulty."""
     return _chat(render(
         "inputs.md",
@@ -91,6 +113,8 @@ def inputs_messages(problem: Problem, gym_code: str, count: int) -> list[dict[st
         count=str(count),
         per_level=str(max(1, count // 3)),
         keys=_keys(problem),
+        call_notes=_notes(call, conversion),
+        limits=_limits(count, min_inputs),
     ))
 
 
@@ -110,4 +134,6 @@ def solve_messages(task_text: str, tools: list[dict[str, Any]], gym_code: str, c
         task_text=task_text.strip(),
         tools=_tool_list(tools),
         gym_code=remove_solve(gym_code, class_name).strip(),
+        observations=template("observations.md").strip().replace("\n", "\n   "),
+        max_steps=str(MAX_STEPS),
     ))

@@ -97,20 +97,45 @@ def _top_level_functions(solution: str) -> dict[str, ast.FunctionDef | ast.Async
     return {node.name: node for node in tree.body if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))}
 
 
-def find_entry_point(solution: str, tests: str, hints: Iterable[str] = ()) -> str | None:
-    """The solution's top-level function that the tests exercise.
+def _called_names(tree: ast.AST) -> Counter[str]:
+    """How often each bare name (``f(...)``) or module attribute (``solution.f(...)``) is called."""
+    calls: Counter[str] = Counter()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            if isinstance(node.func, ast.Name):
+                calls[node.func.id] += 1
+            elif isinstance(node.func, ast.Attribute) and isinstance(node.func.value, ast.Name):
+                calls[node.func.attr] += 1
+    return calls
 
-    ``hints`` (for example KodCode's ``test_info`` function names) win when one of them is a
-    top-level function of the solution; otherwise the top-level function the tests name most often
-    (ties: the one defined last, helpers usually come first). ``None`` when the tests name none.
+
+def find_entry_point(solution: str, tests: str, hints: Iterable[str] = (), question: str = "") -> str | None:
+    """The solution's top-level function that the tests exercise, not a helper defined before it.
+
+    Candidates are the top-level functions the tests call (parsed with :mod:`ast`; when the tests do not
+    parse, the ones they name). Among them, in order of preference: one that no other candidate calls
+    (``is_prime`` called by ``find_next_prime`` is a helper), one the question names, one of ``hints``
+    (for example KodCode's ``test_info`` function names), the one the tests call most, the one defined
+    last. ``None`` when the tests call none.
     """
     functions = _top_level_functions(solution)
-    for hint in hints:
-        if hint in functions:
-            return hint
-    counts = {name: len(re.findall(rf"\b{re.escape(name)}\b", tests)) for name in functions}
-    named = [(count, position, name) for position, (name, count) in enumerate(counts.items()) if count]
-    return max(named)[2] if named else None
+    try:
+        counts = _called_names(ast.parse(tests))
+    except SyntaxError:
+        counts = Counter({name: len(re.findall(rf"\b{re.escape(name)}\b", tests)) for name in functions})
+    candidates = [name for name in functions if counts[name]]
+    if not candidates:
+        return next((hint for hint in hints if hint in functions), None)
+    callees = {name: set(_called_names(functions[name])) for name in candidates}
+    hinted = set(hints)
+
+    def rank(item: tuple[int, str]) -> tuple[bool, bool, bool, int, int]:
+        position, name = item
+        is_helper = any(name in callees[other] for other in candidates if other != name)
+        named = bool(re.search(rf"\b{re.escape(name)}\b", question))
+        return (not is_helper, named, name in hinted, counts[name], position)
+
+    return max(enumerate(candidates), key=rank)[1]
 
 
 def parameters_of(solution: str, entry_point: str) -> list[str]:
@@ -147,8 +172,9 @@ def kodcode_problem(row: dict[str, Any], where: str) -> Problem:
     metadata = {k: row[k] for k in _KODCODE_METADATA if row.get(k) is not None}
     if isinstance(row.get("metadata"), dict):
         metadata["kodcode"] = row["metadata"]
+    entry = find_entry_point(row["solution"], tests, hints, row["question"])
     return Problem(id=problem_id, question=row["question"], solution=row["solution"],
-                   tests=_normalise_tests(tests), entry_point=find_entry_point(row["solution"], tests, hints),
+                   tests=_normalise_tests(tests), entry_point=entry,
                    source="kodcode", metadata=metadata)
 
 
@@ -276,7 +302,7 @@ def load_jsonl(path: str | Path, source: str = "jsonl") -> Iterator[Problem]:
             raise SourceError(f"{where}: not a problem: {problems}") from None
         update: dict[str, Any] = {"tests": _normalise_tests(problem.tests)}
         if problem.entry_point is None:
-            update["entry_point"] = find_entry_point(problem.solution, problem.tests)
+            update["entry_point"] = find_entry_point(problem.solution, problem.tests, question=problem.question)
         yield problem.model_copy(update=update)
 
 

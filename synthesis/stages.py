@@ -6,13 +6,18 @@ for the report) and a ``reason`` a person can act on. A stage raises only for *t
 (:class:`~synthesis.errors.TransientError`: LLM endpoint down, replay cache miss, a Ray sandbox node
 lost), which the pipeline does not store.
 
-- ``tests`` (step 0) — the problem's own tests pass against its reference solution, in the sandbox.
+- ``tests`` (step 0) — the problem imports only the standard library and :mod:`synthesis.packages`'
+  allowlist; its own tests pass against its reference solution, in the sandbox, and their calls of the
+  entry function decide how later stages call it (:mod:`synthesis.calling`).
 - ``gym`` (stage 1) — one-shot prompt -> task text + gym code; extraction and format checks; the gym
   loads in the sandbox and has at least :data:`~synthesis.verify.MIN_TOOLS` tools.
 - ``inputs`` (stage 2) — ``input_samples`` samples of ``inputs_per_sample`` inputs (a third of each
   difficulty), de-duplicated; the original solution's answers in the sandbox (3 s, 100 MiB, answer
   under 100 characters); the gym survives if at least ``min_inputs`` and ``min_input_fraction`` of the
-  unique inputs do, and its ``reference_answer`` agrees with the solution on every kept input.
+  unique inputs do, and its ``reference_answer`` agrees with the solution on every kept input. A problem
+  whose valid inputs within those limits are fewer than ``min_inputs`` (the model wrote fewer than asked,
+  as the prompt tells it to, or every other input's answer is too long) is dropped as
+  ``small_input_space``, not as the model's ``too_few_inputs``.
 - ``oracle`` (stage 3) — tool-only ``solve`` candidates (the gym's own, then ``k`` sampled ones), each
   run on every kept input through the tool API in the sandbox; the first that earns reward 1 on all
   becomes the oracle; tasks needing fewer than 10 or more than 256 calls are dropped.
@@ -38,13 +43,22 @@ from pydantic import BaseModel, ConfigDict, Field
 from mcp_gyms.bank import DIFFICULTIES, GymRecord, Provenance, TaskRecord, ToolInfo
 from mcp_gyms.sandbox import GymCode, SandboxError, SandboxLimits, SandboxPool
 
+from .calling import decide_call
 from .execution import AnswerError, run_problem_tests, solution_answer
-from .extract import ExtractionError, extract_gym, extract_inputs, extract_solve, replace_solve
+from .extract import (
+    ExtractionError,
+    extract_conversion,
+    extract_gym,
+    extract_inputs,
+    extract_solve,
+    replace_solve,
+)
 from .llm import LLMClient, Sampling
+from .packages import imported_packages, package_problem
 from .prompting import gym_messages, inputs_messages, solve_messages
 from .sources import Problem
 from .state import CandidateResult, InputResult, ProblemState, StageResult
-from .verify import MAX_STEPS, MIN_STEPS, MIN_TOOLS, REFERENCE_LIMITS, GymSource, verify_gym
+from .verify import MAX_ANSWER_CHARS, MAX_STEPS, MIN_STEPS, MIN_TOOLS, REFERENCE_LIMITS, GymSource, verify_gym
 
 if TYPE_CHECKING:
     from .ray_pools import RayCluster, RemotePool
@@ -202,11 +216,22 @@ def _short(value: Any, limit: int = 80) -> str:
 
 # --- step 0 -------------------------------------------------------------------------------------
 async def stage_tests(ctx: Context) -> StageResult:
-    """Step 0: the problem's tests against its reference solution, in the sandbox."""
-    report = await run_problem_tests(ctx.pools.tests, ctx.problem)
-    details = report.model_dump(exclude={"failures"}) | {"failures": [f.model_dump() for f in report.failures[:3]]}
+    """Step 0: the problem's tests against its reference solution, in the sandbox; their calls of the entry
+    function (the trial) decide how later stages call it (:func:`synthesis.calling.decide_call`)."""
+    problem = ctx.problem
+    if (why := package_problem(problem.solution, problem.tests)) is not None:
+        return _dropped("tests", "package", why)
+    report = await run_problem_tests(ctx.pools.tests, problem)
+    details = report.model_dump(exclude={"failures", "trial"}) | {
+        "failures": [f.model_dump() for f in report.failures[:3]], "trial_calls": len(report.trial)}
     if not report.ok:
+        used = imported_packages(problem.solution) | imported_packages(problem.tests)
+        if used and "importing ctypes is not allowed" in report.reason():  # see synthesis.packages
+            return _dropped("tests", "package", f"the problem imports {', '.join(sorted(used))}, which the sandbox "
+                            f"workers cannot load yet (it needs ctypes): {report.reason()}", **details)
         return _dropped("tests", "tests_fail", f"the problem's own tests fail: {report.reason()}", **details)
+    ctx.state.call = call = decide_call(report.trial, problem.tests, problem.parameters())
+    details["call"] = call.summary()
     return _passed("tests", **details)
 
 
@@ -221,9 +246,12 @@ async def stage_gym(ctx: Context) -> StageResult:
         return _dropped("gym", "no_entry", f"the entry function {problem.entry_point} takes no arguments, "
                         "so there is no input to hide")
     sampling = Sampling(temperature=ctx.config.gym_temperature, n=1, max_tokens=ctx.config.max_tokens)
-    [answer] = await ctx.need_llm().complete(gym_messages(problem), sampling)
+    messages = gym_messages(problem, ctx.state.call, ctx.config.inputs_per_sample, ctx.config.min_inputs)
+    [answer] = await ctx.need_llm().complete(messages, sampling)
     try:
         draft = extract_gym(answer)
+        if ctx.state.call.unsupported:  # objects with no standard JSON form: the model's conversion
+            draft.conversion = extract_conversion(answer, problem.entry_point)
     except ExtractionError as exc:
         return _dropped("gym", "format", str(exc))
     try:
@@ -254,11 +282,13 @@ async def stage_inputs(ctx: Context) -> StageResult:
     cfg, state = ctx.config, ctx.state
     assert state.draft is not None
     sampling = Sampling(temperature=cfg.inputs_temperature, n=cfg.input_samples, max_tokens=cfg.max_tokens)
-    texts = await ctx.need_llm().complete(inputs_messages(ctx.problem, state.draft.code, cfg.inputs_per_sample),
-                                          sampling)
+    messages = inputs_messages(ctx.problem, state.draft.code, cfg.inputs_per_sample, state.call,
+                               state.draft.conversion, cfg.min_inputs)
+    texts = await ctx.need_llm().complete(messages, sampling)
     inputs: list[InputResult] = []
     sample_errors: list[str] = []
     seen: dict[str, int] = {}
+    repeated_in_sample = 0  # a sample that repeats an input ignored the prompt; across samples is expected
     for sample, text in enumerate(texts):
         try:
             drafts, problems = extract_inputs(text)
@@ -273,6 +303,7 @@ async def stage_inputs(ctx: Context) -> StageResult:
             if key in seen:
                 inputs.append(InputResult(sample=sample, difficulty=draft.difficulty, config=draft.input,
                                           status="duplicate", reason=f"same as input #{seen[key]}"))
+                repeated_in_sample += inputs[seen[key]].sample == sample
                 continue
             seen[key] = len(inputs)
             inputs.append(InputResult(sample=sample, difficulty=draft.difficulty, config=draft.input, status="kept"))
@@ -280,7 +311,8 @@ async def stage_inputs(ctx: Context) -> StageResult:
 
     async def answer(item: InputResult) -> None:
         try:
-            item.answer = await solution_answer(ctx.pools.reference, ctx.problem, item.config)
+            item.answer = await solution_answer(ctx.pools.reference, ctx.problem, item.config, state.call,
+                                                  state.draft.conversion)
         except AnswerError as exc:
             item.status, item.reason = "dropped", str(exc)
 
@@ -293,6 +325,18 @@ async def stage_inputs(ctx: Context) -> StageResult:
     if len(kept) < needed or not kept:
         reasons = Counter(i.reason.split(":")[0] for i in unique if i.status == "dropped")
         why = "; ".join(f"{n}x {r}" for r, n in reasons.most_common(3))
+        too_big = sum(i.reason.startswith("the answer prints") for i in unique if i.status == "dropped")
+        followed_prompt = not sample_errors and not repeated_in_sample
+        wrote_all_there_are = len(unique) < cfg.min_inputs  # the prompt: write every valid input, no more
+        only_too_long = too_big > 0 and too_big + len(kept) == len(unique)
+        if len(kept) < cfg.min_inputs and followed_prompt and (wrote_all_there_are or only_too_long):
+            # not the model's fault: the problem has too few valid inputs within the limits (answers that
+            # grow fast with the input, a tiny domain); the paper's checks need min_inputs of them
+            return _dropped("inputs", "small_input_space",
+                            f"the valid input space is too small: only {len(kept)} distinct inputs have an answer "
+                            f"within the limits (shorter than {MAX_ANSWER_CHARS} characters, {cfg.reference_time_s:g} s)"
+                            + (f", {too_big} more have longer answers" if too_big else "")
+                            + f"; at least {cfg.min_inputs} are needed", **counts)
         return _dropped("inputs", "too_few_inputs",
                         f"{len(kept)} of {len(unique)} unique inputs survive (need at least {cfg.min_inputs} and "
                         f"{cfg.min_input_fraction:.0%})" + (f"; dropped: {why}" if why else "")

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from mcp_gyms.bank import GymRecord, TaskRecord
 from mcp_gyms.files import atomic_write
 
+from .calling import CallSpec
 from .extract import GymDraft
 
 __all__ = ["CandidateResult", "InputResult", "ProblemState", "StageResult", "StateStore", "STAGES"]
@@ -79,6 +80,7 @@ class ProblemState(_Model):
     gym_id: str
     fingerprint: str
     results: dict[str, StageResult] = Field(default_factory=dict)
+    call: CallSpec = Field(default_factory=CallSpec)
     draft: GymDraft | None = None
     tools: list[dict[str, Any]] = Field(default_factory=list)
     max_steps: int = 256

@@ -13,6 +13,9 @@ from eval.report import read_trajectories
 from mcp_gyms.bank import Bank
 from mcp_gyms.cli import main
 
+# the whole default bank over MCP (48 gyms, 1,263 tasks, ~48k tool calls): minutes on a loaded 2-core machine
+pytestmark = pytest.mark.timeout(900)
+
 
 @pytest.fixture(scope="module")
 def oracle_run(tmp_path_factory: pytest.TempPathFactory) -> Path:

@@ -21,7 +21,7 @@ from mcp_gyms import cli
 from mcp_gyms.bank import Bank
 from mcp_gyms.episode import ErrorKind
 from mcp_gyms.gym import strip_examples
-from mcp_gyms.sandbox import GymCode
+from mcp_gyms.sandbox import GymCode, SandboxPool
 from mcp_gyms.v1 import annotation_for, env_payload, parse_docstring_args
 from synthesis.import_v1 import ImportOptions, ImportReport, import_v1, main_examples, run
 
@@ -31,6 +31,7 @@ ENVS = FIXTURES / "envs"
 INSTANCES = FIXTURES / "instances.jsonl"
 SQUARES = "Demo_0001__EvenSquareSumEnv"
 WORDS = "Demo_0002__WordFinderEnv"
+RUNMIN = "Demo_0009__RunningMinEnv"  # passes Infinity where its docstring says int
 
 #: file -> (status, stage, code of the first problem)
 EXPECTED = {
@@ -43,6 +44,7 @@ EXPECTED = {
     "Demo_0007__PeakValueEnv.py": ("rejected", "sandbox", "oracle_failed"),
     "Demo_0008__MissingModuleEnv.py": ("rejected", "sandbox", "load_failed"),
     "scratch_notes.py": ("skipped", "name", "bad_file_name"),
+    f"{RUNMIN}.py": ("imported", "done", None),
 }
 
 
@@ -77,13 +79,13 @@ def test_cli_prints_progress_per_file_and_a_summary(imported):
         assert status.upper() in line
         if code:
             assert f"- {code}: " in stdout
-    assert "imported 2/9 environments (8 tasks)" in stdout
+    assert "imported 3/10 environments (10 tasks)" in stdout
     assert "instances.jsonl:4" in stdout  # unusable rows are flagged as they are read
 
 
 def test_report_names_every_failure_and_its_reason(report, imported):
-    assert (report.imported, report.rejected, report.skipped, report.internal_errors) == (2, 6, 1, 0)
-    assert report.tasks_imported == 8 and report.exit_code() == 0
+    assert (report.imported, report.rejected, report.skipped, report.internal_errors) == (3, 6, 1, 0)
+    assert report.tasks_imported == 10 and report.exit_code() == 0
     by_file = {f.file: f for f in report.files}
     assert set(by_file) == set(EXPECTED)
     for file, (status, stage, code) in EXPECTED.items():
@@ -114,7 +116,7 @@ def test_report_names_every_failure_and_its_reason(report, imported):
 
 
 def test_bank_holds_only_verified_gyms_with_their_tasks(bank):
-    assert sorted(bank.gym_ids) == [SQUARES, WORDS]
+    assert sorted(bank.gym_ids) == [SQUARES, WORDS, RUNMIN]
     record = bank.gym(SQUARES)
     assert record.kind == "codegym-v1" and record.class_name == "Imported_EvenSquareSumEnv"
     assert record.provenance.source == "codegym-v1" and record.provenance.problem_id == "Demo_0001"
@@ -175,7 +177,7 @@ async def test_every_imported_task_earns_reward_1_with_the_oracle(bank, pool):
             assert result.steps == task.oracle_steps == len(result.calls)
             assert result.calls[-1][0] == "Done"
             played += 1
-    assert played == 8
+    assert played == 10
 
 
 async def test_bad_calls_return_the_envs_own_errors_and_change_nothing(bank, pool):
@@ -185,8 +187,10 @@ async def test_bad_calls_return_the_envs_own_errors_and_change_nothing(bank, poo
     assert result.error == ErrorKind.TOOL_ERROR and not result.done
     assert result.observation == "Error: Read failed: EnvError: index 50 is out of range (0..5); the state is unchanged"
     assert (await ep.call("Read", {"index": 1})).observation == "4"
+    # any JSON value reaches the env, as in the original (which parsed the action with json.loads): a string
+    # index gets the env's own error, and the state is unchanged
     wrong_type = await ep.call("Read", {"index": "1"})
-    assert wrong_type.error == ErrorKind.INVALID_ARGUMENTS and "index" in wrong_type.observation
+    assert wrong_type.error == ErrorKind.TOOL_ERROR and "'<=' not supported" in wrong_type.observation
     missing = await ep.call("Add", {"a": 1})
     assert missing.error == ErrorKind.INVALID_ARGUMENTS and "missing required argument 'b'" in missing.observation
     unknown = await ep.call("Teleport", {})
@@ -218,9 +222,30 @@ async def test_done_uses_the_reference_answer_and_the_envs_own_comparison(bank, 
     assert (await ep.call("Done", {"answer": 168})).reward == 1.0
 
 
+def test_an_imported_env_accepts_every_json_value_its_original_accepted(bank):
+    # the env's own solve() passes Infinity for `current (int)`: its oracle earns reward 1 on every instance
+    record, tasks = bank.gym(RUNMIN), bank.tasks(RUNMIN)
+    assert record.verification and record.verification.verified and len(tasks) == 2
+    assert [t.answer for t in tasks] == [-2, 1] and all(t.oracle_steps == 2 + 2 * len(t.config["values"])
+                                                        for t in tasks)
+    lower = next(t for t in record.tools if t.name == "Lower")
+    assert lower.input_schema["properties"] == {"current": {"type": "integer"}, "value": {"type": "integer"}}
+
+    async def main():
+        async with SandboxPool(1) as pool:
+            episode = await pool.open(GymCode(bank.code(RUNMIN), record.class_name), tasks[0].config)
+            lowered = await episode.call("Lower", '{"current": Infinity, "value": 4}')
+            done = await episode.call("Done", '{"answer": -2}')
+            return lowered, done
+
+    lowered, done = anyio.run(main)
+    assert lowered.observation == "4" and done.reward == 1.0
+    assert env_payload({"cap": float("inf")}) == '{"cap": Infinity}'  # json.loads reads it; no literal does
+
+
 def test_imported_bank_passes_codegym_verify(imported, capsys):
     assert cli.main(["verify", str(imported[0]), "--workers", "2"]) == 0
-    assert "2/2 gyms verified" in capsys.readouterr().out
+    assert "3/3 gyms verified" in capsys.readouterr().out
 
 
 # --- more cases, on environments derived from the fixtures ------------------------------------------------
@@ -389,7 +414,7 @@ async def test_imported_gyms_are_served_over_mcp_stdio_and_the_oracle_wins(bank,
     from mcp import Client
     from mcp.client.stdio import StdioServerParameters
 
-    for gym_id in bank.gym_ids:
+    for gym_id in (SQUARES, WORDS):
         record = bank.gym(gym_id)
         code = GymCode(bank.code(gym_id), record.class_name)
         params = StdioServerParameters(command=sys.executable, cwd=str(ROOT), args=[

@@ -101,6 +101,16 @@ def test_prompts_repeat_the_requirements_after_the_example():
              {"name": "Value", "description": "One value.", "input_schema": {"properties": {"index": {"type": "integer"}}}}]
     solve = solve_messages("find peaks", tools, extract_gym(GOOD).code, "PeakGym")[1]["content"]
     assert '- `Value(index: "integer")`: One value.' in solve and "def solve" not in solve.split("## Requirements")[0]
+    # the limits are stated once per prompt, from the same file and numbers; tool results are explained
+    for prompt in (text, inputs):
+        assert prompt.count("## Limits") == 1 and prompt.count("shorter than 100") == 1
+        assert "between 10 and\n  256 tool calls" in prompt and "write every one that exists" in prompt
+        assert "The reference solution is the truth" in prompt
+    assert "200" not in text.split("## Your problem")[1]  # the old, inconsistent call range is gone
+    for prompt in (text, solve):
+        assert "`True` gives `\"true\"`" in prompt and "no quotes added" in prompt
+    assert "`self.rng` (a seeded `random.Random`) already exists when `setup` runs" in text
+    assert "at most 256 calls" in solve
     assert prompts_digest() == prompts_digest()
     with pytest.raises(KeyError, match="no value for"):
         render("solve.md", task_text="t")

@@ -102,6 +102,7 @@ def test_good_gym_is_verified_and_servable(run):
     ("no_solver", "oracle", "no_solution", "none of 3 tool-only candidates"),
     ("three_tools", "gym", "tools", "only 3 tools (Observe, Value, Done)"),
     ("dupe_heavy", "inputs", "too_few_inputs", "3 of 3 unique inputs survive"),
+    ("small_space", "inputs", "small_input_space", "the valid input space is too small: only 4 distinct inputs"),
     ("tool_loop", "oracle", "no_solution", "exceeded the time limit of 1 s"),
     ("short", "oracle", "steps", "fewer than 10"),
 ])

@@ -52,6 +52,9 @@ def test_kodcode_sample_loads_with_its_quirks():
     # tests that did not import from solution now start with a star import
     assert by_id["Leetcode_00000022_I"].tests.startswith("from solution import *")
     assert by_id["Leetcode_00000022_I"].entry_point == "longest_palindrome_length"
+    # test_info lists the helper first; the tests call both; the entry is the one that calls the other
+    assert by_id["Prefill_00000189_I"].entry_point == "is_fibonacci_number"
+    assert by_id["Prefill_00000185_I"].entry_point == "lcm"
     assert sum(p.entry_point is None for p in problems) == 10  # class-based problems have no entry function
     assert load_problems(str(KODCODE), limit=3) == problems[:3]  # a bare folder is recognised as KodCode
 
@@ -167,7 +170,14 @@ def test_bad_specs_are_explained(tmp_path):
 def test_entry_point_detection():
     solution = "def helper(x):\n    return x\n\ndef main(a, b=1, *, c=2):\n    return helper(a)\n"
     assert find_entry_point(solution, "from solution import main\nassert main(1) == 1") == "main"
-    assert find_entry_point(solution, "main(1); main(2); helper(3)", hints=["helper"]) == "helper"
+    # the tests call both, but main calls helper: helper is not the entry, whatever the hints say
+    assert find_entry_point(solution, "main(1); main(2); helper(3)", hints=["helper"]) == "main"
+    assert find_entry_point(solution, "helper(3); helper(4); main(1)") == "main"
+    two = "def gcd(a, b):\n    return a\n\ndef double(x):\n    return 2 * x\n"
+    assert find_entry_point(two, "gcd(1, 2); double(3)", hints=["gcd"]) == "gcd"  # no helper: the hint decides
+    assert find_entry_point(two, "gcd(1, 2); double(3)", hints=["gcd"], question="Write double(x)") == "double"
+    assert find_entry_point(two, "this is not python (", hints=[]) is None
+    assert find_entry_point(two, "not python ( double", hints=[]) == "double"  # unparsable tests: names count
     assert find_entry_point("class Queue:\n    pass\n", "Queue()") is None
     p = Problem(id="x", question="q", solution=solution, tests="t", entry_point="main")
     assert p.parameters() == ["a", "b", "c"]

@@ -15,6 +15,11 @@ use: plain ``test_*`` functions, ``Test*`` classes (``setup_method``/``teardown_
 ``mark.parametrize`` (stacked, with ``pytest.param``), ``skip``/``skipif``/``xfail`` marks, function
 fixtures (``yield`` fixtures included, scope ignored: every test gets fresh values) and the built-in
 fixtures ``capsys``/``capfd``, ``tmp_path``/``tmpdir``, ``monkeypatch`` and ``request``.
+
+With ``entry`` (the solution's entry function), the run is also a *trial*: every call the tests make
+to it is recorded (at most ``_MAX_TRIAL_CALLS``) and the report gets ``"trial": [{"params": {name:
+form}, "returned": form, "printed": bool, "mutated": [names]}, ...]`` — the forms of the arguments and
+of the result (``objects.describe``), whether it printed, and which arguments it changed in place.
 """
 
 from __future__ import annotations
@@ -33,7 +38,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from objects import describe, plain  # inlined: synthesis.execution.program() pastes objects.py here
+
 _MAX_FAILURES = 10
+_MAX_TRIAL_CALLS = 200
 _MAX_ERROR_CHARS = 300
 
 
@@ -484,8 +492,66 @@ class Runner:
         return "passed", ""
 
 
-def main(solution: str, tests: str) -> dict:
-    """Run ``tests`` against ``solution``; see the module docstring for the result."""
+# --- the trial run: how the tests call the entry function -----------------------------------------
+class _Tee:
+    """A stream that passes writes on and remembers whether anything was written."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner, self.wrote = inner, False
+
+    def write(self, text: str) -> int:
+        self.wrote = self.wrote or bool(text)
+        return self.inner.write(text)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def _snapshot(value: Any) -> str | None:
+    try:
+        return repr(plain(value))
+    except Exception:  # noqa: BLE001 - a value with no JSON form is not compared
+        return None
+
+
+def record_calls(fn: Callable[..., Any], calls: list[dict[str, Any]]) -> Callable[..., Any]:
+    """``fn`` wrapped so that each outermost call (not the recursive ones) appends what it saw to
+    ``calls``; behaviour unchanged."""
+    depth = [0]
+    try:
+        signature: inspect.Signature | None = inspect.signature(fn)
+    except (TypeError, ValueError):
+        signature = None
+
+    def recorded(*args: Any, **kwargs: Any) -> Any:
+        if len(calls) >= _MAX_TRIAL_CALLS or signature is None or depth[0]:
+            return fn(*args, **kwargs)
+        try:
+            bound = signature.bind(*args, **kwargs).arguments
+        except TypeError:
+            return fn(*args, **kwargs)
+        before = {name: _snapshot(value) for name, value in bound.items()}
+        tee = _Tee(sys.stdout)
+        sys.stdout = tee
+        depth[0] += 1
+        try:
+            result = fn(*args, **kwargs)
+        finally:
+            depth[0] -= 1
+            if sys.stdout is tee:
+                sys.stdout = tee.inner
+        calls.append({"params": {name: describe(value) for name, value in bound.items()},
+                      "returned": describe(result), "printed": tee.wrote,
+                      "mutated": [name for name, value in bound.items()
+                                  if before[name] is not None and _snapshot(value) != before[name]]})
+        return result
+
+    recorded.__name__, recorded.__doc__, recorded.__wrapped__ = fn.__name__, fn.__doc__, fn  # type: ignore[attr-defined]
+    return recorded
+
+
+def main(solution: str, tests: str, entry: str | None = None) -> dict:
+    """Run ``tests`` against ``solution`` (a trial of ``entry`` when given); see the module docstring."""
     saved_modules = {name: sys.modules.get(name) for name in ("solution", "pytest")}
     saved_streams = (sys.stdout, sys.stderr)
     saved_limit = sys.getrecursionlimit()
@@ -501,6 +567,9 @@ def main(solution: str, tests: str) -> dict:
                 raise
             report["error"] = f"the solution does not load: {_describe(exc, [])}"
             return report
+        if entry and callable(module.__dict__.get(entry)):
+            report["trial"] = []
+            module.__dict__[entry] = record_calls(module.__dict__[entry], report["trial"])
         namespace: dict[str, Any] = {"__name__": "test_solution"}
         lines = tests.splitlines()
         try:
