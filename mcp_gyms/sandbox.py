@@ -558,10 +558,12 @@ class SandboxPool:
         max_workers: the most worker processes alive at once, all gyms together (default:
             ``max(64, 8 * workers)``); past it the least recently used idle worker is stopped.
         audit_hooks: ``False`` leaves the audit hook out of the workers, to test the kernel layers alone.
+        preload: more modules to import before any worker is locked down (shared by every worker), for
+            packages that need what a locked-down worker may not do at import (scipy loads ctypes).
     """
 
     def __init__(self, workers: int | None = None, limits: SandboxLimits | None = None, *,
-                 max_workers: int | None = None, audit_hooks: bool = True) -> None:
+                 max_workers: int | None = None, audit_hooks: bool = True, preload: tuple[str, ...] = ()) -> None:
         self.limits = limits or SandboxLimits()
         self.per_gym = max(1, workers or os.cpu_count() or 1)
         self.max_workers = max(max_workers or max(64, 8 * self.per_gym), 1)
@@ -571,7 +573,7 @@ class SandboxPool:
         self._descriptions: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self._answers: OrderedDict[tuple[str, str], Any] = OrderedDict()
         self._oracle_limiter: anyio.CapacityLimiter | None = None
-        self._zygote = Zygote(package_parent(), _worker_env("/"), _KEEP_STDERR)
+        self._zygote = Zygote(package_parent(), _worker_env("/"), _KEEP_STDERR, preload)
         self._closed = False
 
     async def __aenter__(self) -> SandboxPool:

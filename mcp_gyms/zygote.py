@@ -134,8 +134,10 @@ class WorkerProcess:
 class Zygote:
     """The host's handle on a zygote process: started on the first :meth:`fork`, again after it died."""
 
-    def __init__(self, package_parent: str, env: dict[str, str], keep_stderr: bool = False) -> None:
+    def __init__(self, package_parent: str, env: dict[str, str], keep_stderr: bool = False,
+                 preload: tuple[str, ...] = ()) -> None:
         self.package_parent = package_parent
+        self.preload = preload
         self.env = env
         self.keep_stderr = keep_stderr
         self.process: subprocess.Popen[bytes] | None = None
@@ -149,7 +151,8 @@ class Zygote:
                      "from mcp_gyms.zygote import main; main()")
         try:
             self.process = subprocess.Popen(
-                [sys.executable, "-I", "-c", bootstrap, str(zygote_end.fileno())], pass_fds=[zygote_end.fileno()],
+                [sys.executable, "-I", "-c", bootstrap, str(zygote_end.fileno()), json.dumps(list(self.preload))],
+                pass_fds=[zygote_end.fileno()],
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                 stderr=None if self.keep_stderr else subprocess.DEVNULL, env=self.env, cwd="/",
                 start_new_session=True)
@@ -317,7 +320,8 @@ def _child(config: dict[str, Any], proto_in: int, proto_out: int, closing: list[
 
 
 def main() -> None:
-    """The zygote's loop: ``python -I -c '...main()' FD`` where FD is its end of the socket pair."""
+    """The zygote's loop: ``python -I -c '...main()' FD PRELOAD`` where FD is its end of the socket pair
+    and PRELOAD a JSON list of more modules to import (beyond the worker's usual ones)."""
     import ctypes
 
     libc = ctypes.CDLL(None)
@@ -327,7 +331,7 @@ def main() -> None:
     channel = socket.socket(fileno=int(sys.argv[1]))
     from . import sandbox_worker
 
-    for module in sandbox_worker._PRELOAD:  # once here, shared copy-on-write by every worker
+    for module in (*sandbox_worker._PRELOAD, *json.loads(sys.argv[2])):  # once here, shared by every worker
         try:
             __import__(module)
         except ImportError:

@@ -18,11 +18,16 @@ import importlib.util
 import sys
 from functools import cache
 
-__all__ = ["ALLOWED_PACKAGES", "imported_packages", "package_problem"]
+__all__ = ["ALLOWED_PACKAGES", "SANDBOX_PRELOAD", "imported_packages", "package_problem"]
 
 #: Import name -> distribution: what problems may import beyond the standard library.
 ALLOWED_PACKAGES: dict[str, str] = {"numpy": "numpy", "scipy": "scipy", "pandas": "pandas"}
 _PROVIDED = {"solution", "pytest", "mcp_gyms", "__future__"}
+#: Modules the pools that run problem code import before their workers are locked down (scipy and
+#: pandas load ctypes on import, which a locked-down worker may not); missing ones are skipped.
+SANDBOX_PRELOAD = ("numpy", "scipy", "scipy.special", "scipy.stats", "scipy.optimize", "scipy.linalg",
+                   "scipy.sparse", "scipy.sparse.csgraph", "scipy.spatial", "scipy.integrate", "scipy.interpolate",
+                   "scipy.signal", "pandas")
 
 
 def imported_packages(source: str) -> set[str]:

@@ -48,6 +48,7 @@ from mcp_gyms.episode import OracleResult
 from mcp_gyms.sandbox import GymCode, PoolStats, SandboxError, SandboxLimits, SandboxPool
 
 from .errors import TransientError
+from .packages import SANDBOX_PRELOAD
 
 __all__ = ["ActorPlan", "ClusterError", "RayCluster", "RemotePool", "SandboxHost", "SandboxUnavailable",
            "plan_actors"]
@@ -89,7 +90,8 @@ class SandboxHost:
         if self._closed:
             raise SandboxError("the sandbox pool is closed")
         if name not in self._pools:
-            self._pools[name] = SandboxPool(self._workers, self._limits[name])  # KeyError: a caller's bug
+            self._pools[name] = SandboxPool(self._workers, self._limits[name],  # KeyError: a caller's bug
+                                            preload=SANDBOX_PRELOAD if name != "gyms" else ())
         return self._pools[name]
 
     async def ready(self) -> dict[str, Any]:

@@ -54,7 +54,7 @@ from .extract import (
     replace_solve,
 )
 from .llm import LLMClient, Sampling
-from .packages import imported_packages, package_problem
+from .packages import SANDBOX_PRELOAD, imported_packages, package_problem
 from .prompting import gym_messages, inputs_messages, solve_messages
 from .sources import Problem
 from .state import CandidateResult, InputResult, ProblemState, StageResult
@@ -114,7 +114,8 @@ class Pools:
 
             cluster = RayCluster.start(ray, limits, workers)
             return cls(**cluster.pools, cluster=cluster)
-        return cls(**{name: SandboxPool(workers, limit) for name, limit in limits.items()})
+        return cls(**{name: SandboxPool(workers, limit, preload=SANDBOX_PRELOAD if name != "gyms" else ())
+                      for name, limit in limits.items()})
 
     @property
     def where(self) -> str:

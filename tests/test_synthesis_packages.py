@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import anyio
-import pytest
 
 from mcp_gyms.sandbox import SandboxPool
 from synthesis import packages
@@ -37,7 +36,7 @@ def test_a_package_outside_the_allowlist_is_named(monkeypatch):
 
 def test_allowlisted_packages_run_in_the_sandbox():
     async def main():
-        async with SandboxPool(1) as pool:
+        async with SandboxPool(1, preload=packages.SANDBOX_PRELOAD) as pool:
             numpy_report = await run_problem_tests(pool, Problem(id="n", question="q", solution=NUMPY,
                                                                  tests=NUMPY_TESTS, entry_point="spread"))
             scipy_report = await run_problem_tests(pool, Problem(id="s", question="q", solution=SCIPY,
@@ -46,9 +45,6 @@ def test_allowlisted_packages_run_in_the_sandbox():
 
     numpy_report, scipy_report = anyio.run(main)
     assert numpy_report.ok, numpy_report.reason()
-    if not scipy_report.ok and "importing ctypes is not allowed" in scipy_report.reason():
-        pytest.xfail("scipy imports ctypes, which the jail's audit hook refuses after hardening "
-                     "(needs the sandbox change described in the issue-15 report)")
     assert scipy_report.ok, scipy_report.reason()
 
 
