@@ -87,10 +87,11 @@ class LoopSettings(BaseModel):
     token: str | None = Field(None, description="bearer token for the gym servers (default: $CODEGYM_TOKEN)")
     max_tool_calls: int = Field(256, ge=1, description="tool calls per trajectory (bad calls included)")
     tool_parser: str | None = Field(None, description="veRL tool parser (default: rollout.multi_turn.format)")
-    max_observation_chars: int = Field(
-        8192, ge=64, description="longer observations are cut in the middle before they are tokenised")
     call_timeout_s: float = Field(60.0, gt=0, description="client-side timeout of one MCP request")
     start_retries: int = Field(2, ge=0, description="extra tries to start an episode when the server is busy")
+    reconnect_retries: int = Field(
+        3, ge=0, description="reconnections (with back-off) after a dropped link, per idempotent request "
+                             "(tools/list, start, close); a later tool call on a dropped link reconnects too")
     max_pooled_gyms: int = Field(
         512, ge=1, description="open gym connections kept per worker; idle ones beyond this are closed (LRU)")
     server_actor_prefix: str = Field("codegym-gym-server", description="Ray actor name prefix of node servers")

@@ -8,9 +8,12 @@
 - :func:`write_model_dir` saves that tokenizer plus a tiny ``qwen2`` ``config.json`` into a folder, which is
   all veRL's ``HFModelConfig`` needs to build the tokenizer and model config (no weights are read).
 - :class:`ScriptedServerManager` stands in for veRL's ``LLMServerClient``: ``generate`` answers each turn
-  from a script (text, or a function of the turn and the prompt text), ends the text with ``<|im_end|>``
-  as a model stops at EOS, and cuts it at ``sampling_params["max_tokens"]`` as vLLM does. It records every
-  request so tests can check request ids, prompts and budgets.
+  from a script (text, a :class:`Generation`, or a function of the turn and the prompt text), ends the text
+  with ``<|im_end|>`` as a model stops at EOS, and cuts it at ``sampling_params["max_tokens"]`` as vLLM
+  does. It records every request so tests can check request ids, prompts and budgets.
+- :class:`ScriptedLLMServer` is the same script behind veRL's *server* interface (what a vLLM replica's
+  Ray actor offers ``LLMServerClient`` through veRL's load balancer). veRL gives every turn a fresh request
+  id, so it counts turns from the prompt: the number of assistant turns already in it.
 
 Nothing here is used by training; it lives in the package so the tests and a person at a REPL share it.
 """
@@ -23,8 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["QWEN_STYLE_CHAT_TEMPLATE", "GenerateCall", "ScriptedServerManager", "Turn", "build_tokenizer",
-           "hermes_call", "write_model_dir"]
+__all__ = ["QWEN_STYLE_CHAT_TEMPLATE", "GenerateCall", "Generation", "ScriptedLLMServer", "ScriptedServerManager",
+           "Turn", "build_tokenizer", "hermes_call", "write_model_dir"]
 
 QWEN_STYLE_CHAT_TEMPLATE = r"""
 {%- if tools %}
@@ -130,8 +133,35 @@ def hermes_call(name: str, arguments: Any = None) -> str:
     return f'<tool_call>\n{json.dumps({"name": name, "arguments": arguments if arguments is not None else {}})}\n</tool_call>'
 
 
-#: A scripted turn: the text to "generate", or a function ``(turn_index, prompt_text) -> text``.
-Turn = str | Callable[[int, str], str]
+@dataclass(frozen=True)
+class Generation:
+    """A scripted engine answer other than a plain completion: ``eos=False`` leaves the end-of-sequence token
+    off (an empty generation is ``Generation("", eos=False)``); ``stop_reason="aborted"`` is what vLLM says
+    when it aborted the request (e.g. for a weight update)."""
+
+    text: str
+    stop_reason: str = "completed"
+    eos: bool = True
+
+
+#: A scripted turn: the text to "generate", a :class:`Generation`, or a function ``(turn, prompt_text) -> either``.
+Turn = str | Generation | Callable[[int, str], "str | Generation"]
+
+
+def _answer(tokenizer: Any, entry: Turn, turn: int, prompt_ids: list[int],
+            sampling_params: dict[str, Any]) -> tuple[list[int], str]:
+    """Token ids and stop reason of one scripted turn, cut at ``max_tokens`` as vLLM does."""
+    answer = entry(turn, tokenizer.decode(prompt_ids)) if callable(entry) else entry
+    generation = answer if isinstance(answer, Generation) else Generation(answer)
+    ids = tokenizer.encode(generation.text, add_special_tokens=False)
+    if generation.eos:
+        ids.append(tokenizer.eos_token_id)
+    max_tokens = sampling_params.get("max_tokens")
+    if max_tokens is not None:
+        if max_tokens < 1:
+            raise AssertionError(f"max_tokens must be >= 1, got {max_tokens}")
+        ids = ids[:max_tokens]
+    return ids, generation.stop_reason
 
 
 @dataclass
@@ -181,16 +211,41 @@ class ScriptedServerManager:
         entry = self.script[turn] if turn < len(self.script) else self.default
         if entry is None:
             raise AssertionError(f"the script has no turn {turn} (request {request_id})")
-        text = entry(turn, self.tokenizer.decode(prompt_ids)) if callable(entry) else entry
-        ids = self.tokenizer.encode(text, add_special_tokens=False) + [self.tokenizer.eos_token_id]
-        max_tokens = sampling_params.get("max_tokens")
-        if max_tokens is not None:
-            if max_tokens < 1:
-                raise AssertionError(f"max_tokens must be >= 1, got {max_tokens}")
-            ids = ids[:max_tokens]
+        ids, stop_reason = _answer(self.tokenizer, entry, turn, list(prompt_ids), sampling_params)
         self.calls.append(GenerateCall(request_id, list(prompt_ids), dict(sampling_params), ids))
         return TokenOutput(token_ids=ids, log_probs=[-0.5] * len(ids) if self.log_probs else None,
-                           stop_reason="completed", num_preempted=0)
+                           stop_reason=stop_reason, num_preempted=0)
+
+
+class ScriptedLLMServer:
+    """The body of a scripted LLM server actor (``ray.remote(ScriptedLLMServer)``) with the ``generate``
+    signature of veRL's vLLM server actor, for veRL's own ``LLMServerClient`` and load balancer.
+
+    Args:
+        script: ``(turn, prompt_text) -> str | Generation``; ``turn`` is the number of assistant turns the
+            prompt already holds (0 for the first turn of a trajectory).
+        log_probs: also return a log-prob per token (-0.5).
+    """
+
+    def __init__(self, script: Callable[[int, str], str | Generation], *, log_probs: bool = True) -> None:
+        self.tokenizer = build_tokenizer()
+        self.script = script
+        self.log_probs = log_probs
+        self.requests = 0
+
+    async def generate(self, request_id: str, *, prompt_ids: list[int], sampling_params: dict[str, Any],
+                       image_data: Any = None, video_data: Any = None, **kwargs: Any) -> Any:
+        from verl.workers.rollout.replica import TokenOutput
+
+        self.requests += 1
+        prompt_text = self.tokenizer.decode(prompt_ids)
+        turn = prompt_text.count("<|im_start|>assistant") - 1
+        ids, stop_reason = _answer(self.tokenizer, self.script, turn, list(prompt_ids), sampling_params)
+        return TokenOutput(token_ids=ids, log_probs=[-0.5] * len(ids) if self.log_probs else None,
+                           stop_reason=stop_reason, num_preempted=0)
+
+    def request_count(self) -> int:
+        return self.requests
 
 
 PROBE_GYM_CODE = '''

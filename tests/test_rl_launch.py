@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from rl.reward import REWARD_EXTRA_KEYS, compute_score, last_done_answer
+from rl.reward import REWARD_EXTRA_KEYS, SERVER_ERRORS_KEY, compute_score
 from rl.settings import EpisodeSpec, LoopSettings, ServerSettings, SettingsError
 from rl.testing import hermes_call
 
@@ -20,29 +20,21 @@ needs_verl = pytest.mark.skipif(not HAS_VERL, reason="needs the rl extra (verl 0
 ROOT = Path(__file__).resolve().parents[1]
 
 
-# --- the fallback reward function (no veRL needed) -------------------------------------------------------
-def test_fallback_reward_prefers_the_gym_verdict() -> None:
+# --- veRL's reward function for a row without a loop verdict (no veRL needed) ------------------------------
+def test_reward_function_returns_the_gym_verdict() -> None:
     text = hermes_call("Done", {"answer": 3})
     result = compute_score("codegym", text, "4", {"codegym_reward": 1.0, "codegym_tool_calls": 5})
     assert (result["score"], result["codegym_scored_by"], result["codegym_tool_calls"]) == (1.0, "gym", 5)
     assert tuple(result) == REWARD_EXTRA_KEYS
 
 
-@pytest.mark.parametrize(("text", "truth", "score", "by"), [
-    (hermes_call("Observe") + hermes_call("Done", {"answer": [1, 2]}), "[1, 2]", 1.0, "answer_match"),
-    (hermes_call("Done", {"answer": 5}) + hermes_call("Done", {"answer": 3}), "3", 1.0, "answer_match"),  # the last
-    (hermes_call("Done", {"answer": "3"}), "3", 0.0, "answer_match"),  # types matter, as in the gym
-    ('<tool_call>{"name": "Done", "arguments": {"answer": </tool_call>', "3", 0.0, "none"),  # unreadable
-    ("the answer is 3", "3", 0.0, "none"),
-])
-def test_fallback_reward_matches_the_last_done(text: str, truth: str, score: float, by: str) -> None:
-    result = compute_score("codegym", text, truth, {"codegym_ended": "server_error"})
-    assert (result["score"], result["codegym_scored_by"], result["codegym_server_error"]) == (score, by, 1)
-
-
-def test_fallback_reward_ignores_other_data_sources() -> None:
-    assert compute_score("gsm8k", hermes_call("Done", {"answer": 3}), "3")["score"] == 0.0
-    assert last_done_answer(hermes_call("Done", {"answer": None})) == (True, None)
+@pytest.mark.parametrize("text", [hermes_call("Done", {"answer": 3}), "the answer is 3", ""])
+def test_reward_function_never_matches_text_against_the_answer(text: str) -> None:
+    # a trajectory the gym could not judge scores 0, even when its text names the right answer
+    result = compute_score("codegym", text, "3", {"codegym_ended": "server_error"})
+    assert (result["score"], result["codegym_scored_by"], result[SERVER_ERRORS_KEY]) == (0.0, "unjudged", 1)
+    assert compute_score("gsm8k", text, "3")["score"] == 0.0
+    assert compute_score("codegym", text, "3", {"codegym_reward": "not a number"})["score"] == 0.0
 
 
 # --- settings --------------------------------------------------------------------------------------------
@@ -96,7 +88,8 @@ def test_paper_defaults(config) -> None:  # noqa: ANN001
     assert LoopSettings.resolve(config).max_tool_calls == 256
     assert rollout.agent.default_agent_loop == "codegym_agent"
     assert Path(rollout.agent.agent_loop_config_path) == ROOT / "rl" / "configs" / "agent_loop.yaml"
-    assert Path(config.reward.custom_reward_function.path) == ROOT / "rl" / "reward.py"
+    assert config.reward.custom_reward_function.path == "pkg://rl.reward"
+    assert config.trainer.use_v1 is True  # veRL's default trainer path, stated
 
 
 @needs_verl
