@@ -222,6 +222,8 @@ class CodeGymAgentLoop(AgentLoopBase):
         """Play one episode; see the module docstring. Never raises for gym, server or engine trouble."""
         spec = EpisodeSpec.from_row(kwargs)
         t = _Trajectory(request_id=uuid4().hex, messages=[dict(m) for m in kwargs["raw_prompt"]])
+        if sampling_params.get("logprobs"):  # every row of the batch then needs log-probs, even one never generated
+            t.logprobs = []
         episode: GymEpisode | None = None
         tools: list[dict[str, Any]] = []
         started = time.perf_counter()

@@ -11,9 +11,8 @@
   from a script (text, a :class:`Generation`, or a function of the turn and the prompt text), ends the text
   with ``<|im_end|>`` as a model stops at EOS, and cuts it at ``sampling_params["max_tokens"]`` as vLLM
   does. It records every request so tests can check request ids, prompts and budgets.
-- :class:`ScriptedLLMServer` is the same script behind veRL's *server* interface (what a vLLM replica's
-  Ray actor offers ``LLMServerClient`` through veRL's load balancer). veRL gives every turn a fresh request
-  id, so it counts turns from the prompt: the number of assistant turns already in it.
+- :class:`ScriptedLLMServer` answers behind veRL's *server* interface (what a vLLM replica's Ray actor
+  offers ``LLMServerClient`` through veRL's load balancer), choosing each answer by what the prompt holds.
 
 Nothing here is used by training; it lives in the package so the tests and a person at a REPL share it.
 """
@@ -221,15 +220,17 @@ class ScriptedLLMServer:
     """The body of a scripted LLM server actor (``ray.remote(ScriptedLLMServer)``) with the ``generate``
     signature of veRL's vLLM server actor, for veRL's own ``LLMServerClient`` and load balancer.
 
+    veRL gives every turn a fresh request id, so the answer is chosen by the prompt (which holds the whole
+    trajectory so far): the first rule whose text the prompt contains.
+
     Args:
-        script: ``(turn, prompt_text) -> str | Generation``; ``turn`` is the number of assistant turns the
-            prompt already holds (0 for the first turn of a trajectory).
+        rules: ``(text, answer)`` pairs, tried in order; ``""`` matches every prompt.
         log_probs: also return a log-prob per token (-0.5).
     """
 
-    def __init__(self, script: Callable[[int, str], str | Generation], *, log_probs: bool = True) -> None:
+    def __init__(self, rules: Sequence[tuple[str, str | Generation]], *, log_probs: bool = True) -> None:
         self.tokenizer = build_tokenizer()
-        self.script = script
+        self.rules = list(rules)
         self.log_probs = log_probs
         self.requests = 0
 
@@ -239,8 +240,10 @@ class ScriptedLLMServer:
 
         self.requests += 1
         prompt_text = self.tokenizer.decode(prompt_ids)
-        turn = prompt_text.count("<|im_start|>assistant") - 1
-        ids, stop_reason = _answer(self.tokenizer, self.script, turn, list(prompt_ids), sampling_params)
+        answer = next((a for text, a in self.rules if text in prompt_text), None)
+        if answer is None:
+            raise AssertionError(f"no rule matches the prompt ending {prompt_text[-200:]!r}")
+        ids, stop_reason = _answer(self.tokenizer, answer, 0, list(prompt_ids), sampling_params)
         return TokenOutput(token_ids=ids, log_probs=[-0.5] * len(ids) if self.log_probs else None,
                            stop_reason=stop_reason, num_preempted=0)
 
