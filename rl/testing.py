@@ -183,12 +183,12 @@ class ScriptedServerManager:
         tokenizer: encodes the scripted text.
         script: one entry per turn of a trajectory (turns are counted per request id).
         default: the text for turns past the end of the script (None: raise, so a test notices).
-        log_probs: also return a log-prob per token (-0.5), as vLLM does with ``logprobs`` on.
+        log_probs: also return a log-prob per token (-0.5); None: when the request asks (``logprobs``), as vLLM.
         delay_s: seconds each generate call takes (to compare env time with generation time).
     """
 
     def __init__(self, tokenizer: Any, script: Sequence[Turn] = (), default: Turn | None = None, *,
-                 log_probs: bool = False, delay_s: float = 0.0) -> None:
+                 log_probs: bool | None = None, delay_s: float = 0.0) -> None:
         self.tokenizer = tokenizer
         self.script = list(script)
         self.default = default
@@ -212,7 +212,8 @@ class ScriptedServerManager:
             raise AssertionError(f"the script has no turn {turn} (request {request_id})")
         ids, stop_reason = _answer(self.tokenizer, entry, turn, list(prompt_ids), sampling_params)
         self.calls.append(GenerateCall(request_id, list(prompt_ids), dict(sampling_params), ids))
-        return TokenOutput(token_ids=ids, log_probs=[-0.5] * len(ids) if self.log_probs else None,
+        want = self.log_probs if self.log_probs is not None else bool(sampling_params.get("logprobs"))
+        return TokenOutput(token_ids=ids, log_probs=[-0.5] * len(ids) if want else None,
                            stop_reason=stop_reason, num_preempted=0)
 
 
@@ -225,10 +226,10 @@ class ScriptedLLMServer:
 
     Args:
         rules: ``(text, answer)`` pairs, tried in order; ``""`` matches every prompt.
-        log_probs: also return a log-prob per token (-0.5).
+        log_probs: also return a log-prob per token (-0.5); None: when the request asks (``logprobs``), as vLLM.
     """
 
-    def __init__(self, rules: Sequence[tuple[str, str | Generation]], *, log_probs: bool = True) -> None:
+    def __init__(self, rules: Sequence[tuple[str, str | Generation]], *, log_probs: bool | None = None) -> None:
         self.tokenizer = build_tokenizer()
         self.rules = list(rules)
         self.log_probs = log_probs
@@ -244,7 +245,8 @@ class ScriptedLLMServer:
         if answer is None:
             raise AssertionError(f"no rule matches the prompt ending {prompt_text[-200:]!r}")
         ids, stop_reason = _answer(self.tokenizer, answer, 0, list(prompt_ids), sampling_params)
-        return TokenOutput(token_ids=ids, log_probs=[-0.5] * len(ids) if self.log_probs else None,
+        want = self.log_probs if self.log_probs is not None else bool(sampling_params.get("logprobs"))
+        return TokenOutput(token_ids=ids, log_probs=[-0.5] * len(ids) if want else None,
                            stop_reason=stop_reason, num_preempted=0)
 
     def request_count(self) -> int:
