@@ -183,3 +183,32 @@ def test_node_servers_on_ray_are_found_by_workers() -> None:
         assert base_url == next(iter(urls.values())) and names[0] == "Observe" and names[-1] == "Done"
     finally:
         ray.shutdown()
+
+
+# --- veRL's own entry point, config alone: `python -m verl.trainer.main_ppo --config-path ... --config-name` -----
+def _main_ppo(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    """veRL's ``main_ppo`` with a user's arguments, up to where it would start Ray on GPUs."""
+    return subprocess.run([sys.executable, str(ROOT / "tests" / "main_ppo_until_gpu.py"),
+                           "--config-path", str(ROOT / "rl" / "configs"), "--config-name", "codegym_grpo", *args],
+                          cwd=cwd, capture_output=True, text=True, timeout=240)
+
+
+@needs_verl
+def test_plain_main_ppo_composes_validates_and_registers_by_config_alone() -> None:
+    done = _main_ppo("codegym.servers=[http://10.0.0.5:8000]", "data.train_batch_size=64")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "[validate_config] All configuration checks passed successfully!" in done.stdout
+    import json
+
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    assert seen["runner"] == "TaskRunnerV1" and seen["use_v1"] is True  # veRL's default trainer path
+    assert Path(seen["agent_loop_file"]) == ROOT / "rl" / "configs" / "agent_loop.yaml"
+    assert seen["agent_loop"] == "CodeGymAgentLoop" and seen["servers"] == ["http://10.0.0.5:8000"]
+    reward = seen["reward_of_an_unjudged_row"]  # the project's reward function, never the text's answer
+    assert (reward["score"], reward["codegym_scored_by"], reward["codegym/server_errors"]) == (0.0, "unjudged", 1)
+
+
+@needs_verl
+def test_plain_main_ppo_refuses_what_the_loop_cannot_honour() -> None:
+    done = _main_ppo("actor_rollout_ref.rollout.multi_turn.tool_config_path=/tools.yaml")
+    assert done.returncode != 0 and "tool_config_path is set" in done.stderr
