@@ -50,3 +50,11 @@ $(FASTMCP): | $(BIN)/python
 fastmcp: $(FASTMCP)
 test: $(FASTMCP)
 .PHONY: fastmcp
+
+# The rl+gpu install must resolve on a Linux GPU machine: uv resolves it from package metadata (no GPU, no
+# multi-GB wheel) for every supported Python, and the gpu extra is compared with veRL's own vllm pins.
+# Exit 1: a conflict or pin drift; 2: the package index could not be reached (nothing was checked).
+check-gpu-resolve: $(STAMP)
+	$(BIN)/python scripts/check_gpu_resolve.py
+test: check-gpu-resolve
+.PHONY: check-gpu-resolve
