@@ -411,3 +411,77 @@ def test_multi_turn_settings_the_loop_cannot_honour_are_refused(trainer_config: 
                                                                multi_turn: dict[str, Any], match: str) -> None:
     with pytest.raises(SettingsError, match=match):
         make_loop(trainer_config, ScriptedServerManager(tokenizer, []), tokenizer, multi_turn=multi_turn)
+
+
+# --- a dropped link: the trajectory whose call was out ends (scored 0); the others on the connection go on ----
+class LinkCutter:
+    """A TCP proxy to the gym server that cuts a connection when a request carrying ``marker`` passes (the
+    request never reaches the server), and can cut every open connection at once."""
+
+    def __init__(self, upstream: str, marker: bytes) -> None:
+        self.host, self.port = upstream.removeprefix("http://").split(":")
+        self.marker = marker
+        self.open: set[asyncio.StreamWriter] = set()
+        self.cut = 0
+
+    async def start(self) -> str:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
+
+    def cut_all(self) -> None:
+        for writer in list(self.open):
+            writer.transport.abort()
+        self.cut += 1
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection(self.host, int(self.port))
+        self.open |= {writer, up_writer}
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter, inspect: bool) -> None:
+            try:
+                while data := await src.read(65536):
+                    if inspect and self.marker in data:
+                        self.cut += 1
+                        writer.transport.abort()
+                        up_writer.transport.abort()
+                        return
+                    dst.write(data)
+                    await dst.drain()
+            except (ConnectionError, OSError):
+                pass
+            finally:
+                dst.transport.abort()
+
+        await asyncio.gather(pipe(reader, up_writer, True), pipe(up_reader, writer, False))
+        self.open -= {writer, up_writer}
+
+    async def aclose(self) -> None:
+        self.server.close()
+        self.cut_all()
+
+
+async def test_a_dropped_link_ends_only_the_trajectory_whose_call_was_out(trainer_config: Any, tokenizer: Any,
+                                                                          server_url: str) -> None:
+    cutter = LinkCutter(server_url, marker=b"cut-this-link")
+    url = await cutter.start()
+    try:
+        victim = ScriptedServerManager(tokenizer, [hermes_call("Echo", {"text": "cut-this-link"})], delay_s=0.2)
+        other = ScriptedServerManager(tokenizer, [hermes_call("Sleep", {"seconds": 0.6}), hermes_call("Read"),
+                                                  hermes_call("Done", {"answer": 7})])
+        lost, kept = await asyncio.gather(
+            make_loop(trainer_config, victim, tokenizer, servers=[url]).run({}, **row("probe", "t0")),
+            make_loop(trainer_config, other, tokenizer, servers=[url]).run({}, **row("probe", "t0")))
+        assert cutter.cut == 1
+        assert lost.extra_fields["codegym_ended"] == "server_error" and lost.reward_score == 0.0
+        assert lost.extra_fields["reward_extra_info"][SERVER_ERRORS_KEY] == 1
+        # the other trajectory shared the pooled connection and had a call out when the link dropped
+        assert kept.extra_fields["codegym_ended"] == "done" and kept.reward_score == 1.0, kept.extra_fields
+
+        # every TCP connection cut between two turns: the next call reconnects, the trajectory goes on
+        between = ScriptedServerManager(tokenizer, [hermes_call("Read"),
+                                                    lambda turn, prompt: (cutter.cut_all(), hermes_call(
+                                                        "Done", {"answer": 7}))[1]])
+        out = await make_loop(trainer_config, between, tokenizer, servers=[url]).run({}, **row("probe", "t0"))
+        assert cutter.cut == 2 and out.extra_fields["codegym_ended"] == "done" and out.reward_score == 1.0
+    finally:
+        await cutter.aclose()

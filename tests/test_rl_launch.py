@@ -62,6 +62,14 @@ def test_server_process_command_and_a_failed_start(tmp_path: Path) -> None:
     assert command[1:4] == ["-m", "mcp_gyms.server", "--http"] and "--port" in command
     assert command[command.index("--bank") + 1] == str(tmp_path / "missing")
     assert command[command.index("--time-limit") + 1] == "1.5"
+    assert command[command.index("--idle-timeout") + 1] == "3600.0"  # long rollouts: an hour idle between turns
+    from rl.train import compose
+
+    if HAS_VERL:  # the training config sets the server's idle timeout, the call timeout and the reconnections
+        settings = LoopSettings.resolve(compose(["codegym.server.idle_timeout_s=7200", "codegym.call_timeout_s=90",
+                                                 "codegym.reconnect_retries=5"]))
+        assert (settings.server.idle_timeout_s, settings.call_timeout_s, settings.reconnect_retries) == (7200, 90, 5)
+        assert GymServerProcess(settings.server).command()[command.index("--idle-timeout") + 1] == "7200.0"
     with pytest.raises(ServerStartError, match="not a bank"):
         process.start()
 
