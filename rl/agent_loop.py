@@ -67,7 +67,7 @@ from mcp_gyms.protocol import openai_function_tools
 
 from .gyms import GymEpisode, GymServerError, StepOutcome, server_for
 from .reward import reward_extra_info
-from .settings import AGENT_NAME, EpisodeSpec, LoopSettings, SettingsError, plain
+from .settings import AGENT_NAME, EpisodeSpec, LoopSettings, SettingsError, cut_observation, plain
 
 __all__ = ["CodeGymAgentLoop", "INVALID_KINDS", "TOOL_ERROR_KINDS", "TurnLimits"]
 
@@ -171,18 +171,8 @@ class TurnLimits:
         return limits
 
     def cut(self, text: str) -> str:
-        """``text`` cut to ``max_tool_response_length`` characters on ``truncate_side`` (as veRL's tool loop
-        does), with a note saying how much was cut."""
-        limit = self.max_tool_response_length
-        if len(text) <= limit:
-            return text
-        cut = len(text) - limit
-        if self.truncate_side == "left":
-            return f"...[{cut} characters cut]...{text[-limit:]}"
-        if self.truncate_side == "right":
-            return f"{text[:limit]}...[{cut} characters cut]..."
-        head = limit // 2
-        return f"{text[:head]}\n...[{cut} characters cut]...\n{text[len(text) - (limit - head):]}"
+        """``text`` cut to ``max_tool_response_length`` characters on ``truncate_side``, as veRL's tool loop."""
+        return cut_observation(text, self.max_tool_response_length, self.truncate_side)
 
 
 @register(AGENT_NAME)

@@ -26,6 +26,7 @@ __all__ = [
     "LoopSettings",
     "SettingsError",
     "ServerSettings",
+    "cut_observation",
     "plain",
 ]
 
@@ -57,6 +58,20 @@ def plain(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [plain(v) for v in value]
     return value
+
+
+def cut_observation(text: str, limit: int, side: str = "middle") -> str:
+    """``text`` cut to ``limit`` characters on ``side`` (left, middle or right, as veRL's
+    ``tool_response_truncate_side``), with a note saying how much was cut."""
+    if len(text) <= limit:
+        return text
+    cut = len(text) - limit
+    if side == "left":
+        return f"...[{cut} characters cut]...{text[-limit:]}"
+    if side == "right":
+        return f"{text[:limit]}...[{cut} characters cut]..."
+    head = limit // 2
+    return f"{text[:head]}\n...[{cut} characters cut]...\n{text[len(text) - (limit - head):]}"
 
 
 def _problems(exc: ValidationError) -> str:
