@@ -52,7 +52,7 @@ def finalize(config: DictConfig) -> DictConfig:
     with open_dict(config):
         agent = config.actor_rollout_ref.rollout.agent
         path = agent.get("agent_loop_config_path")
-        if not path or (not Path(path).is_absolute() and Path(path).as_posix() == AGENT_LOOP_RELATIVE):
+        if not path or path == AGENT_LOOP_RELATIVE:
             agent.agent_loop_config_path = str(AGENT_LOOP_YAML)
         reward_fn = config.reward.custom_reward_function
         if not reward_fn.get("path"):

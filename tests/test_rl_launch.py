@@ -135,6 +135,19 @@ def test_every_default_is_overridable() -> None:
 
 
 @needs_verl
+def test_the_default_v1_trainer_needs_transfer_queue(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util as util
+
+    from rl.train import compose
+
+    real = util.find_spec
+    monkeypatch.setattr(util, "find_spec", lambda name, *a: None if name == "transfer_queue" else real(name, *a))
+    with pytest.raises(SettingsError, match="needs the `transferqueue` package"):
+        compose()
+    assert compose(["trainer.use_v1=false"]).trainer.use_v1 is False  # the deprecated V0 trainer does not
+
+
+@needs_verl
 def test_agent_loop_yaml_instantiates_the_loop(config) -> None:  # noqa: ANN001
     from hydra.utils import get_class
     from omegaconf import OmegaConf
@@ -179,16 +192,21 @@ def test_node_servers_on_ray_are_found_by_workers() -> None:
 
         @ray.remote
         class Worker:  # stands in for a veRL agent-loop worker: same lookup, same node
-            async def tools(self) -> tuple[str, list[str]]:
+            async def tools(self, settings: dict) -> tuple[str, list[str]]:
                 from rl.gyms import close_all, server_for
 
-                server = await server_for(LoopSettings())
+                server = await server_for(LoopSettings.model_validate(settings))
                 names = [t["name"] for t in await server.tools("coin_vault")]
                 await close_all()
                 return server.base_url, names
 
-        base_url, names = ray.get(Worker.remote().tools.remote(), timeout=120)
+        base_url, names = ray.get(Worker.remote().tools.remote({}), timeout=120)
         assert base_url == next(iter(urls.values())) and names[0] == "Observe" and names[-1] == "Done"
+        # plain `main_ppo` (no launcher): the first worker on a node that finds no server actor starts one
+        auto = {"server_actor_prefix": "codegym-auto", "server": {"workers": 1}}
+        base_url, names = ray.get(Worker.remote().tools.remote(auto), timeout=180)
+        assert base_url != next(iter(urls.values())) and names[0] == "Observe"
+        assert ray.get_actor(f"codegym-auto-{next(iter(urls))}") is not None
     finally:
         ray.shutdown()
 
