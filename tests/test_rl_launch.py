@@ -213,10 +213,14 @@ def test_node_servers_on_ray_are_found_by_workers() -> None:
 
 # --- veRL's own entry point, config alone: `python -m verl.trainer.main_ppo --config-path ... --config-name` -----
 def _main_ppo(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
-    """veRL's ``main_ppo`` with a user's arguments, up to where it would start Ray on GPUs."""
-    return subprocess.run([sys.executable, str(ROOT / "tests" / "main_ppo_until_gpu.py"),
-                           "--config-path", str(ROOT / "rl" / "configs"), "--config-name", "codegym_grpo", *args],
-                          cwd=cwd, capture_output=True, text=True, timeout=240)
+    """veRL's ``main_ppo`` with a user's arguments, up to where it would start Ray on GPUs (Hydra's run folder
+    goes to a temporary folder instead of ./outputs)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as run_dir:
+        return subprocess.run([sys.executable, str(ROOT / "tests" / "main_ppo_until_gpu.py"),
+                               "--config-path", str(ROOT / "rl" / "configs"), "--config-name", "codegym_grpo", *args,
+                               f"hydra.run.dir={run_dir}"], cwd=cwd, capture_output=True, text=True, timeout=240)
 
 
 @needs_verl
