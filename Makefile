@@ -59,3 +59,11 @@ $(NODE_CLIENTS): tests/clients/package.json tests/clients/package-lock.json
 	cd tests/clients && npm ci --no-audit --no-fund || echo "the npm MCP clients did not install: their tests will fail under CI"
 node-clients: $(NODE_CLIENTS)
 test: $(NODE_CLIENTS)
+
+# The rl+gpu install must resolve on a Linux GPU machine: uv resolves it from package metadata (no GPU, no
+# multi-GB wheel) for every supported Python, and the gpu extra is compared with veRL's own vllm pins.
+# Exit 1: a conflict or pin drift; 2: the package index could not be reached (nothing was checked).
+check-gpu-resolve: $(STAMP)
+	$(BIN)/python scripts/check_gpu_resolve.py
+test: check-gpu-resolve
+.PHONY: check-gpu-resolve

@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
-# GRPO on CodeGym gyms with veRL 0.9.1 (vLLM rollouts), the paper's settings as defaults
-# (rl/configs/codegym_grpo.yaml: 512 prompts x 8 samples, lr 1e-6 with 5 warm-up steps, KL 0, clip 0.2,
-# Adam betas 0.9/0.95, weight decay 0.1, grad clip 1.0, temperature 1.0, prompt 5,120 / response 24,576
-# tokens, at most 256 tool calls per trajectory).
+# GRPO on CodeGym gyms with veRL 0.9.1 (vLLM rollouts) on veRL's default V1 trainer path.
+# rl/configs/codegym_grpo.yaml says which settings are the paper's (512 prompts x 8 samples, lr 1e-6, KL 0,
+# clip 0.2, temperature 1.0, prompt 5,120 / response 24,576 tokens, at most 256 tool calls) and which are ours.
 #
 # Usage:  examples/train_grpo.sh [hydra overrides...]
 #   e.g.  MODEL=Qwen/Qwen2.5-7B-Instruct GPUS_PER_NODE=8 examples/train_grpo.sh trainer.total_epochs=2
@@ -16,7 +15,7 @@
 #   GYM_SERVERS    comma-separated gym server URLs (http://host:port); empty: the launcher starts one
 #                  `codegym serve --http` per Ray node, serving BANK
 #   PYTHON         the interpreter (default: python)
-# Needs: pip install torch==2.13.0 (or your CUDA build) && pip install -e '.[rl,gpu]'
+# Needs the GPU install of README.md "Training with veRL" (pip install -e '.[rl,gpu]', which pins torch 2.11.0).
 set -euo pipefail
 
 PYTHON=${PYTHON:-python}

@@ -141,6 +141,7 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("mcp_gyms.server", "serve a gym over MCP (stdio), or a whole bank over streamable HTTP"),
     "install": ("mcp_gyms.install", "add a gym to an MCP host's config (claude-desktop, cursor, vscode)"),
     "export-verl": ("rl.export", "export a bank's tasks as train/val parquet for veRL (RLHFDataset)"),
+    "export-sft": ("rl.sft", "export successful oracle or eval trajectories as chat parquet for veRL's SFT trainer"),
     "import-v1": ("synthesis.import_v1", "import environments in the original CodeGym format into a verified bank"),
     "synth": ("synthesis.pipeline", "synthesize verified gyms from coding problems with an LLM (resumable)"),
     "eval": ("eval.cli", "evaluate a policy (oracle, any OpenAI-compatible model, random) on gyms over MCP"),

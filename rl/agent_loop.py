@@ -18,17 +18,31 @@ Contract of :meth:`CodeGymAgentLoop.run` (one trajectory, one dataset row):
    sequential). Observations go back as tool messages whose tokens are appended with mask 0; earlier turns
    are never re-tokenised (only the new messages are rendered, by the builder's suffix diff).
 4. **Bad calls.** An unknown tool or bad arguments is the gym's own error observation. A tool-call block
-   the parser could not read is answered with an error observation by the loop (counted invalid). Every
-   call, bad ones included, counts toward ``max_tool_calls``.
-5. **End** (``extra_fields["codegym_ended"]``): ``done`` (Done was called), ``step_budget`` (the gym's
-   budget ran out), ``tool_call_cap``, ``response_length``, ``no_tool_call`` (the model answered in text),
-   or ``server_error`` (the server failed; the message is in ``codegym_error``). The response never ends
-   with tool-response tokens: observations after the last model turn are not appended, so veRL puts the
-   reward on the last token the model generated.
-6. **Reward.** ``reward_score`` is the gym's verdict (its status on close, else the last call's reward):
-   1.0 for a correct Done, 0.0 otherwise. After a server error it is left ``None``, and veRL's reward
-   function — :func:`rl.reward.compute_score`, the fallback — scores the row.
-7. **Metrics.** ``metrics.generate_sequences`` / ``metrics.tool_calls`` are generation and environment
+   the parser could not read is answered with an error observation by the loop (counted invalid), in the
+   place the model wrote it among the turn's calls. Every call, bad ones included, counts toward
+   ``max_tool_calls``.
+5. **veRL's multi-turn settings** (``rollout.multi_turn``) take effect: ``max_assistant_turns`` and
+   ``max_user_turns`` (tool-response turns) cap the turns (end ``turn_cap``; the last turn's calls still run,
+   so a Done there counts, but their observations are not appended); ``max_parallel_calls`` caps
+   the calls run per turn (the turn's further calls are answered with an error observation, counted invalid,
+   and never reach the gym); ``max_tool_response_length`` / ``tool_response_truncate_side`` cut each
+   observation (characters) before it is tokenised. Settings the loop cannot honour are refused at
+   construction (:class:`SettingsError`): tools from ``tool_config_path`` / ``function_tool_path``
+   (a gym's tools come from its server) and ``interaction_config_path``.
+6. **End** (``extra_fields["codegym_ended"]``): ``done`` (Done was called), ``step_budget`` (the gym's
+   budget ran out), ``tool_call_cap``, ``turn_cap``, ``response_length``, ``no_tool_call`` (the model
+   answered in text), ``empty_generation`` (the engine returned no token), ``aborted`` (the engine aborted
+   the request), or ``server_error`` (the server failed; the message is in ``codegym_error``). The response
+   never ends with tool-response tokens: observations after the last model turn are not appended (and are
+   cut if a later turn returns nothing), so veRL puts the reward on the last token the model generated.
+   The response is never empty either (veRL's reward code indexes its last token): when the model
+   generated nothing — the server failed before the first turn, or the engine returned no token — it is
+   one end-of-sequence token with mask 0 (no loss, no log-prob).
+7. **Reward.** ``reward_score`` is always set, and only the gym decides it: its verdict (its status on
+   close, else the last call's reward), 1.0 for a correct Done, 0.0 otherwise. A trajectory the gym could
+   not judge (``server_error``) scores 0.0 and counts 1 in ``reward_extra_info["codegym/server_errors"]``;
+   it is never scored by another rule.
+8. **Metrics.** ``metrics.generate_sequences`` / ``metrics.tool_calls`` are generation and environment
    seconds (veRL's own timing fields). Counters go to ``extra_fields`` (veRL merges them into the reward
    function's ``extra_info``): ``codegym_tool_calls``, ``codegym_invalid_calls``, ``codegym_tool_errors``,
    ``codegym_env_time_s``, ``codegym_generate_time_s``, ``codegym_steps``, ``codegym_reward``; and
@@ -53,9 +67,9 @@ from mcp_gyms.protocol import openai_function_tools
 
 from .gyms import GymEpisode, GymServerError, StepOutcome, server_for
 from .reward import reward_extra_info
-from .settings import AGENT_NAME, EpisodeSpec, LoopSettings, SettingsError
+from .settings import AGENT_NAME, EpisodeSpec, LoopSettings, SettingsError, cut_observation, plain
 
-__all__ = ["CodeGymAgentLoop", "INVALID_KINDS", "TOOL_ERROR_KINDS"]
+__all__ = ["CodeGymAgentLoop", "INVALID_KINDS", "TOOL_ERROR_KINDS", "TurnLimits"]
 
 logger = logging.getLogger(__name__)
 
@@ -104,11 +118,61 @@ def _parser_tools(tools: list[dict[str, Any]]) -> list[OpenAIFunctionToolSchema]
     return out
 
 
-def _cut_middle(text: str, limit: int) -> str:
-    if len(text) <= limit:
-        return text
-    half = (limit - 40) // 2
-    return f"{text[:half]}\n...[{len(text) - 2 * half} characters cut]...\n{text[-half:]}"
+def _readable(block: str) -> bool:
+    """Whether a tool-call block is one the Hermes parser reads: a JSON object with name and arguments."""
+    try:
+        call = json.loads(block)
+    except json.JSONDecodeError:
+        return False
+    return isinstance(call, dict) and "name" in call and "arguments" in call
+
+
+@dataclass(frozen=True)
+class TurnLimits:
+    """veRL's ``rollout.multi_turn`` settings, as this loop applies them (see the module docstring).
+
+    Raises:
+        SettingsError: from :meth:`from_rollout`, for a setting the loop cannot honour or a bad value.
+    """
+
+    format: str = "hermes"
+    max_assistant_turns: int | None = None
+    max_user_turns: int | None = None
+    max_parallel_calls: int = 1
+    max_tool_response_length: int = 256
+    truncate_side: str = "middle"
+
+    @classmethod
+    def from_rollout(cls, rollout: Any) -> TurnLimits:
+        multi_turn = plain(rollout.get("multi_turn", None) or {})
+        for key, why in (("tool_config_path", "a gym's tools come from its server"),
+                         ("function_tool_path", "a gym's tools come from its server"),
+                         ("interaction_config_path", "the gym is the only other party")):
+            if multi_turn.get(key):
+                raise SettingsError(f"actor_rollout_ref.rollout.multi_turn.{key} is set, but the codegym agent "
+                                    f"loop does not use it ({why}); set it to null")
+        limits = cls(
+            format=multi_turn.get("format") or "hermes",
+            max_assistant_turns=multi_turn.get("max_assistant_turns"),
+            max_user_turns=multi_turn.get("max_user_turns"),
+            max_parallel_calls=multi_turn.get("max_parallel_calls", 1),
+            max_tool_response_length=multi_turn.get("max_tool_response_length", 256),
+            truncate_side=multi_turn.get("tool_response_truncate_side", "middle"),
+        )
+        for key in ("max_assistant_turns", "max_user_turns", "max_parallel_calls", "max_tool_response_length"):
+            value = getattr(limits, key)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise SettingsError(f"actor_rollout_ref.rollout.multi_turn.{key} must be a positive integer"
+                                    f"{' or null' if key.startswith('max_') and 'turns' in key else ''}, "
+                                    f"got {value!r}")
+        if limits.truncate_side not in ("left", "middle", "right"):
+            raise SettingsError("actor_rollout_ref.rollout.multi_turn.tool_response_truncate_side must be left, "
+                                f"middle or right, got {limits.truncate_side!r}")
+        return limits
+
+    def cut(self, text: str) -> str:
+        """``text`` cut to ``max_tool_response_length`` characters on ``truncate_side``, as veRL's tool loop."""
+        return cut_observation(text, self.max_tool_response_length, self.truncate_side)
 
 
 @register(AGENT_NAME)
@@ -130,8 +194,8 @@ class CodeGymAgentLoop(AgentLoopBase):
         settings = {k: kwargs.pop(k) for k in list(kwargs) if k not in base_keys}
         super().__init__(*args, **kwargs)
         self.settings = LoopSettings.resolve(self.config, settings)
-        multi_turn = self.rollout_config.get("multi_turn", {}) or {}
-        self.parser_name = self.settings.tool_parser or multi_turn.get("format", None) or "hermes"
+        self.turns = TurnLimits.from_rollout(self.rollout_config)
+        self.parser_name = self.settings.tool_parser or self.turns.format
         try:
             self.tool_parser = ToolParser.get_tool_parser(self.parser_name, self.tokenizer)
         except ValueError as exc:
@@ -145,9 +209,11 @@ class CodeGymAgentLoop(AgentLoopBase):
 
     # --- the loop ------------------------------------------------------------------------------------
     async def run(self, sampling_params: dict[str, Any], **kwargs: Any) -> AgentLoopOutput:
-        """Play one episode; see the module docstring. Never raises for gym or server trouble."""
+        """Play one episode; see the module docstring. Never raises for gym, server or engine trouble."""
         spec = EpisodeSpec.from_row(kwargs)
         t = _Trajectory(request_id=uuid4().hex, messages=[dict(m) for m in kwargs["raw_prompt"]])
+        if sampling_params.get("logprobs"):  # every row of the batch then needs log-probs, even one never generated
+            t.logprobs = []
         episode: GymEpisode | None = None
         tools: list[dict[str, Any]] = []
         started = time.perf_counter()
@@ -167,6 +233,9 @@ class CodeGymAgentLoop(AgentLoopBase):
                 await self._play(t, episode, tools, sampling_params)
             finally:
                 await self._close(t, episode)
+        if t.ended == "server_error":
+            logger.warning("codegym: %s/%s could not be judged (scored 0): %s", spec.gym, spec.task, t.error)
+            t.reward = 0.0
         return self._output(t, spec)
 
     async def _play(self, t: _Trajectory, episode: GymEpisode, tools: list[dict[str, Any]],
@@ -192,50 +261,60 @@ class CodeGymAgentLoop(AgentLoopBase):
                 t.extra.setdefault("min_global_steps", output.extra_fields["min_global_steps"])
             if output.extra_fields.get("max_global_steps") is not None:
                 t.extra["max_global_steps"] = output.extra_fields["max_global_steps"]
-            t.assistant_turns += 1
             token_ids = list(output.token_ids)[:budget]
+            if not token_ids:
+                t.ended = "aborted" if output.stop_reason == "aborted" else "empty_generation"
+                return
+            t.assistant_turns += 1
             assistant_logprobs = list(output.log_probs)[:budget] if output.log_probs is not None else None
             if assistant_logprobs is not None and t.logprobs is None:
-                t.logprobs = []
+                t.logprobs = [0.0] * len(t.response_mask)
             merge, t.response_mask, logprobs = await self.ct_merge_assistant_token(
                 t.runtime_ids, token_ids, t.response_mask, t.logprobs,
                 assistant_logprobs=assistant_logprobs if t.logprobs is not None else None)
             t.runtime_ids = merge.token_ids
             if logprobs is not None:
                 t.logprobs = logprobs
+            if output.stop_reason == "aborted":  # a cut-off turn: its tool calls may be cut too
+                t.ended = "aborted"
+                return
             if len(t.response_mask) >= self.response_length:
                 t.ended = "response_length"
                 return
 
             content, calls = await self.tool_parser.extract_tool_calls(token_ids, parser_tools)
-            malformed = await self._count_malformed(token_ids, len(calls))
-            if not calls and not malformed:
+            ordered = await self._in_written_order(token_ids, calls)
+            if not ordered:
                 t.ended = "no_tool_call"
                 return
             t.messages.append(self._assistant_message(content, calls))  # its tokens are already in place
             previous = list(t.messages)
             replies: list[dict[str, Any]] = []
-            for call in calls:
+            for index, call in enumerate(ordered):
                 if t.tool_calls >= self.settings.max_tool_calls:
                     t.ended = "tool_call_cap"
                     return
-                reply = await self._call(t, episode, call)
-                if t.ended is not None:
-                    return
-                replies.append(reply)
-            for _ in range(malformed):
-                if t.tool_calls >= self.settings.max_tool_calls:
-                    t.ended = "tool_call_cap"
-                    return
-                t.tool_calls += 1
-                t.invalid_calls += 1
-                replies.append({"role": "tool", "name": "invalid_tool_call", "content": (
-                    "Error: a tool call could not be read. Write each call as "
-                    f"{getattr(self.tool_parser, 'tool_call_start_token', '')}"
-                    '{"name": "ToolName", "arguments": {...}}'
-                    f"{getattr(self.tool_parser, 'tool_call_end_token', '')} with valid JSON.")})
+                if index >= self.turns.max_parallel_calls:
+                    replies.append(self._refusal(t, "not run: at most "
+                                                 f"{self.turns.max_parallel_calls} tool call(s) per turn"))
+                elif call is None:
+                    replies.append(self._refusal(t, "a tool call could not be read. Write each call as "
+                                                 f"{getattr(self.tool_parser, 'tool_call_start_token', '')}"
+                                                 '{"name": "ToolName", "arguments": {...}}'
+                                                 f"{getattr(self.tool_parser, 'tool_call_end_token', '')} "
+                                                 "with valid JSON."))
+                else:
+                    reply = await self._call(t, episode, call)
+                    if t.ended is not None:
+                        return
+                    replies.append(reply)
             if t.tool_calls >= self.settings.max_tool_calls:
                 t.ended = "tool_call_cap"
+                return
+            # the turn's calls ran (a Done counts); their observations would open a turn past a cap
+            if ((self.turns.max_assistant_turns is not None and t.assistant_turns >= self.turns.max_assistant_turns)
+                    or (self.turns.max_user_turns is not None and t.tool_turns >= self.turns.max_user_turns)):
+                t.ended = "turn_cap"
                 return
             t.messages.extend(replies)
             merge, mask, logprobs = await self.ct_merge_context_msg(previous, t.messages, t.runtime_ids,
@@ -247,6 +326,12 @@ class CodeGymAgentLoop(AgentLoopBase):
             if logprobs is not None:
                 t.logprobs = logprobs
             t.tool_turns += 1
+
+    def _refusal(self, t: _Trajectory, why: str) -> dict[str, Any]:
+        """The loop's own error observation for a call that never reaches the gym (counted invalid)."""
+        t.tool_calls += 1
+        t.invalid_calls += 1
+        return {"role": "tool", "name": "invalid_tool_call", "content": f"Error: {why}"}
 
     async def _call(self, t: _Trajectory, episode: GymEpisode, call: FunctionCall) -> dict[str, Any]:
         """Run one parsed call on the episode; returns the tool message. Sets ``t.ended`` when it must stop."""
@@ -274,8 +359,7 @@ class CodeGymAgentLoop(AgentLoopBase):
         if result.done:
             t.reward = result.reward
             t.ended = "done" if result.terminated else "step_budget"
-        message = {"role": "tool", "name": call.name,
-                   "content": _cut_middle(result.observation, self.settings.max_observation_chars)}
+        message = {"role": "tool", "name": call.name, "content": self.turns.cut(result.observation)}
         if call.tool_call_id is not None:
             message["tool_call_id"] = call.tool_call_id
         return message
@@ -297,12 +381,20 @@ class CodeGymAgentLoop(AgentLoopBase):
         elif t.reward is None:
             t.reward = 0.0
 
-    async def _count_malformed(self, token_ids: list[int], parsed: int) -> int:
-        """Tool-call blocks in the output that the parser could not read (0 when the format has no markers)."""
+    async def _in_written_order(self, token_ids: list[int], calls: list[FunctionCall]) -> list[FunctionCall | None]:
+        """The turn's tool calls in the order the model wrote them, ``None`` for a block the parser could not
+        read. Blocks are found with the parser's markers; a block is readable when it is a JSON object with
+        ``name`` and ``arguments`` (the Hermes parser's rule). A parser without markers, or one that read the
+        blocks differently, gives its calls as parsed."""
         if self._block is None:
-            return 0
+            return list(calls)
         text = await self.loop.run_in_executor(None, self.tokenizer.decode, token_ids)
-        return max(0, len(self._block.findall(text)) - parsed)
+        blocks = self._block.findall(text)
+        readable = [_readable(block) for block in blocks]
+        if sum(readable) != len(calls):
+            return [*calls, *([None] * max(0, len(blocks) - len(calls)))]
+        parsed = iter(calls)
+        return [next(parsed) if ok else None for ok in readable]
 
     @staticmethod
     def _assistant_message(content: str, calls: list[FunctionCall]) -> dict[str, Any]:
@@ -324,14 +416,24 @@ class CodeGymAgentLoop(AgentLoopBase):
     def _output(self, t: _Trajectory, spec: EpisodeSpec) -> AgentLoopOutput:
         response_ids = t.runtime_ids[t.prompt_len:][: self.response_length]
         mask = t.response_mask[: self.response_length]
+        logprobs = t.logprobs[: self.response_length] if t.logprobs is not None else None
         if len(response_ids) != len(mask):  # a builder bug would silently misalign loss and tokens
             raise RuntimeError(f"response tokens ({len(response_ids)}) and mask ({len(mask)}) disagree")
+        # end on the model's last token: cut observations a later (empty or failed) turn left dangling
+        last = max((i for i, m in enumerate(mask) if m == 1), default=-1)
+        response_ids, mask = response_ids[: last + 1], mask[: last + 1]
+        logprobs = logprobs[: last + 1] if logprobs is not None else None
+        if not response_ids:  # the model generated nothing: one EOS with mask 0 (veRL indexes the last token)
+            eos = self.tokenizer.eos_token_id
+            response_ids, mask = [eos if eos is not None else self.tokenizer.pad_token_id], [0]
+            logprobs = [0.0] if logprobs is not None else None
+        reward = t.reward if t.reward is not None else 0.0
         counters = {
             "codegym_gym": spec.gym,
             "codegym_task": str(spec.task),
             "codegym_ended": t.ended or "response_length",
             "codegym_error": t.error,
-            "codegym_reward": t.reward,
+            "codegym_reward": reward,
             "codegym_tool_calls": t.tool_calls,
             "codegym_invalid_calls": t.invalid_calls,
             "codegym_tool_errors": t.tool_errors,
@@ -340,16 +442,15 @@ class CodeGymAgentLoop(AgentLoopBase):
             "codegym_generate_time_s": round(t.gen_time, 6),
         }
         extra = {**t.extra, **counters, "turn_scores": [], "tool_rewards": []}
-        # Always present, with the fallback's keys: veRL's batch code reads the first row's keys from every row.
-        # An unscored row is scored (and this dict replaced) by veRL's reward function.
-        extra["reward_extra_info"] = reward_extra_info(t.reward or 0.0, "gym" if t.reward is not None else "pending",
-                                                       counters)
+        # Always present, with the same keys on every row: veRL's batch code reads the first row's keys from all.
+        extra["reward_extra_info"] = reward_extra_info(
+            reward, "server_error" if t.ended == "server_error" else "gym", counters)
         return AgentLoopOutput(
             prompt_ids=t.runtime_ids[: t.prompt_len],
             response_ids=response_ids,
             response_mask=mask,
-            response_logprobs=t.logprobs[: self.response_length] if t.logprobs is not None else None,
-            reward_score=t.reward,
+            response_logprobs=logprobs,
+            reward_score=reward,
             num_turns=1 + t.assistant_turns + t.tool_turns,
             metrics=AgentLoopMetrics(generate_sequences=t.gen_time, tool_calls=t.env_time,
                                      num_preempted=t.num_preempted),

@@ -2,7 +2,8 @@
 
 - :func:`server_for` picks the gym server for one trajectory: the next URL of ``LoopSettings.servers``
   (round robin), or — when that list is empty — the URL of this node's gym-server Ray actor
-  (:mod:`rl.servers`), looked up once per process.
+  (:mod:`rl.servers`), looked up once per process; under plain ``main_ppo`` (no launcher) the first
+  agent-loop worker on a node that finds none starts it.
 - :class:`GymServer` lists a gym's tools (cached per worker) and starts episodes. Gym endpoints are
   ``{server}/gyms/{gym}/mcp``; each (server, gym) gets **one pooled** :class:`mcp_gyms.client.GymConnection`
   per worker process and event loop, shared by every trajectory of that worker (the client multiplexes
@@ -72,7 +73,8 @@ class _Pooled:
         try:
             token = self.settings.token or os.environ.get(TOKEN_ENV) or None
             async with connect(self.url, token=token, call_timeout=self.settings.call_timeout_s,
-                               request_timeout=self.settings.call_timeout_s, retries=2) as connection:
+                               request_timeout=self.settings.call_timeout_s,
+                               retries=self.settings.reconnect_retries) as connection:
                 self.connection = connection
                 self._ready.set()
                 await self._stop.wait()
@@ -105,7 +107,8 @@ class _Pool:
         self.lock = asyncio.Lock()
 
     async def acquire(self, url: str, settings: LoopSettings) -> _Pooled:
-        key = f"{url} token={hash(settings.token)} timeout={settings.call_timeout_s}"
+        key = (f"{url} token={hash(settings.token)} timeout={settings.call_timeout_s} "
+               f"retries={settings.reconnect_retries}")
         async with self.lock:
             entry = self.entries.get(key)
             if entry is None or entry.broken:
@@ -279,10 +282,14 @@ async def _node_server_url(settings: LoopSettings) -> str:
     name = f"{settings.server_actor_prefix}-{node_id}"
     try:
         actor = ray.get_actor(name)
-    except ValueError:
-        raise GymServerError(f"no gym server actor {name!r} on this node: set codegym.servers or launch with "
-                             "`python -m rl.train`") from None
-    url = await actor.url.remote()
+    except ValueError:  # plain `main_ppo`: no launcher started one, so the first loop on this node does
+        from .servers import node_server_actor
+
+        actor = node_server_actor(node_id, settings.server, settings.server_actor_prefix)
+    try:
+        url = await actor.url.remote()
+    except ray.exceptions.RayActorError as exc:
+        raise GymServerError(f"the gym server actor {name!r} did not start: {exc}") from None
     _NODE_URL[node_id] = url
     return url
 

@@ -10,7 +10,8 @@
   they live as long as it does; a server process ends with its parent (Linux parent-death signal), so a
   killed actor or test leaves no server behind.
 
-Used by the launcher (:mod:`rl.train`) when ``codegym.servers`` is empty; with a URL list nothing is started.
+Used by the launcher (:mod:`rl.train`) when ``codegym.servers`` is empty, and by the agent loop under plain
+``main_ppo`` (:func:`node_server_actor`, the first loop on a node); with a URL list nothing is started.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import httpx
 
 from .settings import ServerSettings
 
-__all__ = ["GymServerProcess", "ServerStartError", "start_node_servers"]
+__all__ = ["GymServerProcess", "ServerStartError", "node_server_actor", "start_node_servers"]
 
 _BOUND = re.compile(r"serving \d+ gym\(s\) on (https?://\S+?)/gyms/")
 
@@ -166,6 +167,21 @@ class _NodeGymServer:
 _NODE_ACTORS: list[Any] = []
 
 
+def node_server_actor(node_id: str, settings: ServerSettings, prefix: str = "codegym-gym-server") -> Any:
+    """The gym-server actor of one Ray node, named ``{prefix}-{node_id}``: the running one, else a new one
+    pinned to that node (Ray must be initialised). Ray ends it when its creator's process ends."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    actor_class = ray.remote(num_cpus=0)(_NodeGymServer)
+    actor = actor_class.options(
+        name=f"{prefix}-{node_id}", get_if_exists=True,
+        scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=node_id, soft=False),
+    ).remote(settings.model_dump())
+    _NODE_ACTORS.append(actor)  # Ray ends an actor once no handle to it is left
+    return actor
+
+
 def start_node_servers(settings: ServerSettings, prefix: str = "codegym-gym-server") -> dict[str, str]:
     """Start one gym server actor on every alive Ray node (Ray must be initialised). Returns node id -> URL.
 
@@ -173,19 +189,9 @@ def start_node_servers(settings: ServerSettings, prefix: str = "codegym-gym-serv
         ServerStartError: a node's server did not come up.
     """
     import ray
-    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    actor_class = ray.remote(num_cpus=0)(_NodeGymServer)
-    actors = {}
-    for node in ray.nodes():
-        if not node.get("Alive"):
-            continue
-        node_id = node["NodeID"]
-        actors[node_id] = actor_class.options(
-            name=f"{prefix}-{node_id}", get_if_exists=True,
-            scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=node_id, soft=False),
-        ).remote(settings.model_dump())
-    _NODE_ACTORS.extend(actors.values())  # Ray ends an actor once no handle to it is left
+    actors = {node["NodeID"]: node_server_actor(node["NodeID"], settings, prefix)
+              for node in ray.nodes() if node.get("Alive")}
     urls = {}
     for node_id, actor in actors.items():
         try:

@@ -26,6 +26,7 @@ __all__ = [
     "LoopSettings",
     "SettingsError",
     "ServerSettings",
+    "cut_observation",
     "plain",
 ]
 
@@ -59,6 +60,20 @@ def plain(value: Any) -> Any:
     return value
 
 
+def cut_observation(text: str, limit: int, side: str = "middle") -> str:
+    """``text`` cut to ``limit`` characters on ``side`` (left, middle or right, as veRL's
+    ``tool_response_truncate_side``), with a note saying how much was cut."""
+    if len(text) <= limit:
+        return text
+    cut = len(text) - limit
+    if side == "left":
+        return f"...[{cut} characters cut]...{text[-limit:]}"
+    if side == "right":
+        return f"{text[:limit]}...[{cut} characters cut]..."
+    head = limit // 2
+    return f"{text[:head]}\n...[{cut} characters cut]...\n{text[len(text) - (limit - head):]}"
+
+
 def _problems(exc: ValidationError) -> str:
     return "; ".join(f"{'.'.join(map(str, e['loc'])) or '(value)'}: {e['msg']}" for e in exc.errors(include_url=False))
 
@@ -71,7 +86,8 @@ class ServerSettings(BaseModel):
     bank: str | None = Field(None, description="bank folder served on every node (default: the bundled bank)")
     workers: int | None = Field(None, ge=1, description="sandbox worker processes per server (default: CPU count)")
     max_episodes: int = Field(10_000, ge=1, description="cap on open episodes per server")
-    idle_timeout_s: float = Field(900.0, gt=0, description="close episodes idle this long")
+    idle_timeout_s: float = Field(
+        3600.0, gt=0, description="close episodes idle this long (an episode idles while the policy generates)")
     time_limit_s: float = Field(3.0, gt=0, description="wall-time limit of one tool call in the sandbox")
     startup_timeout_s: float = Field(120.0, gt=0, description="how long to wait for /healthz after start")
 
@@ -87,10 +103,11 @@ class LoopSettings(BaseModel):
     token: str | None = Field(None, description="bearer token for the gym servers (default: $CODEGYM_TOKEN)")
     max_tool_calls: int = Field(256, ge=1, description="tool calls per trajectory (bad calls included)")
     tool_parser: str | None = Field(None, description="veRL tool parser (default: rollout.multi_turn.format)")
-    max_observation_chars: int = Field(
-        8192, ge=64, description="longer observations are cut in the middle before they are tokenised")
     call_timeout_s: float = Field(60.0, gt=0, description="client-side timeout of one MCP request")
     start_retries: int = Field(2, ge=0, description="extra tries to start an episode when the server is busy")
+    reconnect_retries: int = Field(
+        3, ge=0, description="reconnections (with back-off) after a dropped link, per idempotent request "
+                             "(tools/list, start, close); a later tool call on a dropped link reconnects too")
     max_pooled_gyms: int = Field(
         512, ge=1, description="open gym connections kept per worker; idle ones beyond this are closed (LRU)")
     server_actor_prefix: str = Field("codegym-gym-server", description="Ray actor name prefix of node servers")

@@ -8,9 +8,11 @@
 - :func:`write_model_dir` saves that tokenizer plus a tiny ``qwen2`` ``config.json`` into a folder, which is
   all veRL's ``HFModelConfig`` needs to build the tokenizer and model config (no weights are read).
 - :class:`ScriptedServerManager` stands in for veRL's ``LLMServerClient``: ``generate`` answers each turn
-  from a script (text, or a function of the turn and the prompt text), ends the text with ``<|im_end|>``
-  as a model stops at EOS, and cuts it at ``sampling_params["max_tokens"]`` as vLLM does. It records every
-  request so tests can check request ids, prompts and budgets.
+  from a script (text, a :class:`Generation`, or a function of the turn and the prompt text), ends the text
+  with ``<|im_end|>`` as a model stops at EOS, and cuts it at ``sampling_params["max_tokens"]`` as vLLM
+  does. It records every request so tests can check request ids, prompts and budgets.
+- :class:`ScriptedLLMServer` answers behind veRL's *server* interface (what a vLLM replica's Ray actor
+  offers ``LLMServerClient`` through veRL's load balancer), choosing each answer by what the prompt holds.
 
 Nothing here is used by training; it lives in the package so the tests and a person at a REPL share it.
 """
@@ -23,8 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["QWEN_STYLE_CHAT_TEMPLATE", "GenerateCall", "ScriptedServerManager", "Turn", "build_tokenizer",
-           "hermes_call", "write_model_dir"]
+__all__ = ["QWEN_STYLE_CHAT_TEMPLATE", "GenerateCall", "Generation", "ScriptedLLMServer", "ScriptedServerManager",
+           "Turn", "build_tokenizer", "hermes_call", "write_model_dir"]
 
 QWEN_STYLE_CHAT_TEMPLATE = r"""
 {%- if tools %}
@@ -130,8 +132,35 @@ def hermes_call(name: str, arguments: Any = None) -> str:
     return f'<tool_call>\n{json.dumps({"name": name, "arguments": arguments if arguments is not None else {}})}\n</tool_call>'
 
 
-#: A scripted turn: the text to "generate", or a function ``(turn_index, prompt_text) -> text``.
-Turn = str | Callable[[int, str], str]
+@dataclass(frozen=True)
+class Generation:
+    """A scripted engine answer other than a plain completion: ``eos=False`` leaves the end-of-sequence token
+    off (an empty generation is ``Generation("", eos=False)``); ``stop_reason="aborted"`` is what vLLM says
+    when it aborted the request (e.g. for a weight update)."""
+
+    text: str
+    stop_reason: str = "completed"
+    eos: bool = True
+
+
+#: A scripted turn: the text to "generate", a :class:`Generation`, or a function ``(turn, prompt_text) -> either``.
+Turn = str | Generation | Callable[[int, str], "str | Generation"]
+
+
+def _answer(tokenizer: Any, entry: Turn, turn: int, prompt_ids: list[int],
+            sampling_params: dict[str, Any]) -> tuple[list[int], str]:
+    """Token ids and stop reason of one scripted turn, cut at ``max_tokens`` as vLLM does."""
+    answer = entry(turn, tokenizer.decode(prompt_ids)) if callable(entry) else entry
+    generation = answer if isinstance(answer, Generation) else Generation(answer)
+    ids = tokenizer.encode(generation.text, add_special_tokens=False)
+    if generation.eos:
+        ids.append(tokenizer.eos_token_id)
+    max_tokens = sampling_params.get("max_tokens")
+    if max_tokens is not None:
+        if max_tokens < 1:
+            raise AssertionError(f"max_tokens must be >= 1, got {max_tokens}")
+        ids = ids[:max_tokens]
+    return ids, generation.stop_reason
 
 
 @dataclass
@@ -154,12 +183,12 @@ class ScriptedServerManager:
         tokenizer: encodes the scripted text.
         script: one entry per turn of a trajectory (turns are counted per request id).
         default: the text for turns past the end of the script (None: raise, so a test notices).
-        log_probs: also return a log-prob per token (-0.5), as vLLM does with ``logprobs`` on.
+        log_probs: also return a log-prob per token (-0.5); None: when the request asks (``logprobs``), as vLLM.
         delay_s: seconds each generate call takes (to compare env time with generation time).
     """
 
     def __init__(self, tokenizer: Any, script: Sequence[Turn] = (), default: Turn | None = None, *,
-                 log_probs: bool = False, delay_s: float = 0.0) -> None:
+                 log_probs: bool | None = None, delay_s: float = 0.0) -> None:
         self.tokenizer = tokenizer
         self.script = list(script)
         self.default = default
@@ -181,16 +210,47 @@ class ScriptedServerManager:
         entry = self.script[turn] if turn < len(self.script) else self.default
         if entry is None:
             raise AssertionError(f"the script has no turn {turn} (request {request_id})")
-        text = entry(turn, self.tokenizer.decode(prompt_ids)) if callable(entry) else entry
-        ids = self.tokenizer.encode(text, add_special_tokens=False) + [self.tokenizer.eos_token_id]
-        max_tokens = sampling_params.get("max_tokens")
-        if max_tokens is not None:
-            if max_tokens < 1:
-                raise AssertionError(f"max_tokens must be >= 1, got {max_tokens}")
-            ids = ids[:max_tokens]
+        ids, stop_reason = _answer(self.tokenizer, entry, turn, list(prompt_ids), sampling_params)
         self.calls.append(GenerateCall(request_id, list(prompt_ids), dict(sampling_params), ids))
-        return TokenOutput(token_ids=ids, log_probs=[-0.5] * len(ids) if self.log_probs else None,
-                           stop_reason="completed", num_preempted=0)
+        want = self.log_probs if self.log_probs is not None else bool(sampling_params.get("logprobs"))
+        return TokenOutput(token_ids=ids, log_probs=[-0.5] * len(ids) if want else None,
+                           stop_reason=stop_reason, num_preempted=0)
+
+
+class ScriptedLLMServer:
+    """The body of a scripted LLM server actor (``ray.remote(ScriptedLLMServer)``) with the ``generate``
+    signature of veRL's vLLM server actor, for veRL's own ``LLMServerClient`` and load balancer.
+
+    veRL gives every turn a fresh request id, so the answer is chosen by the prompt (which holds the whole
+    trajectory so far): the first rule whose text the prompt contains.
+
+    Args:
+        rules: ``(text, answer)`` pairs, tried in order; ``""`` matches every prompt.
+        log_probs: also return a log-prob per token (-0.5); None: when the request asks (``logprobs``), as vLLM.
+    """
+
+    def __init__(self, rules: Sequence[tuple[str, str | Generation]], *, log_probs: bool | None = None) -> None:
+        self.tokenizer = build_tokenizer()
+        self.rules = list(rules)
+        self.log_probs = log_probs
+        self.requests = 0
+
+    async def generate(self, request_id: str, *, prompt_ids: list[int], sampling_params: dict[str, Any],
+                       image_data: Any = None, video_data: Any = None, **kwargs: Any) -> Any:
+        from verl.workers.rollout.replica import TokenOutput
+
+        self.requests += 1
+        prompt_text = self.tokenizer.decode(prompt_ids)
+        answer = next((a for text, a in self.rules if text in prompt_text), None)
+        if answer is None:
+            raise AssertionError(f"no rule matches the prompt ending {prompt_text[-200:]!r}")
+        ids, stop_reason = _answer(self.tokenizer, answer, 0, list(prompt_ids), sampling_params)
+        want = self.log_probs if self.log_probs is not None else bool(sampling_params.get("logprobs"))
+        return TokenOutput(token_ids=ids, log_probs=[-0.5] * len(ids) if want else None,
+                           stop_reason=stop_reason, num_preempted=0)
+
+    def request_count(self) -> int:
+        return self.requests
 
 
 PROBE_GYM_CODE = '''

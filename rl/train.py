@@ -4,9 +4,10 @@
 
 1. composes ``rl/configs/codegym_grpo.yaml`` — veRL's ``ppo_trainer`` plus the paper's GRPO settings and a
    ``codegym`` section (:class:`rl.settings.LoopSettings`) — with the overrides;
-2. fills in what only the installed package knows (:func:`finalize`): the agent-loop YAML
-   (``rl/configs/agent_loop.yaml``) and the fallback reward function (``rl/reward.py``), unless given;
-3. validates it with veRL's own ``validate_config`` and the loop's settings model;
+2. checks it (:func:`finalize`): the ``codegym`` section against the loop's settings model, veRL's
+   ``multi_turn`` settings against what the loop honours, and — for ``trainer.use_v1`` (veRL's default
+   trainer path) — that ``transfer_queue`` is installed; the agent-loop YAML path is made absolute;
+3. validates it with veRL's own ``validate_config``;
 4. when ``codegym.servers`` is empty, initialises Ray exactly as veRL would and starts one gym server per
    Ray node (:func:`rl.servers.start_node_servers`); with a URL list it starts nothing;
 5. hands over to veRL's ``run_ppo``.
@@ -16,6 +17,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,31 +25,45 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from .settings import LoopSettings
+from .settings import LoopSettings, SettingsError
 
-__all__ = ["AGENT_LOOP_YAML", "CONFIG_DIR", "CONFIG_NAME", "REWARD_FILE", "compose", "finalize", "main"]
+__all__ = ["AGENT_LOOP_YAML", "CONFIG_DIR", "CONFIG_NAME", "REWARD_MODULE", "compose", "finalize", "main"]
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 CONFIG_NAME = "codegym_grpo"
 AGENT_LOOP_YAML = CONFIG_DIR / "agent_loop.yaml"
-REWARD_FILE = Path(__file__).resolve().parent / "reward.py"
+#: How the config names the agent-loop YAML (veRL resolves it from the working directory or site-packages).
+AGENT_LOOP_RELATIVE = "rl/configs/agent_loop.yaml"
+#: veRL's ``pkg://`` form of the reward module.
+REWARD_MODULE = "pkg://rl.reward"
 
 
 def finalize(config: DictConfig) -> DictConfig:
-    """Fill the package paths left null and check the ``codegym`` section. Returns ``config`` (changed in place).
+    """Check what veRL would only find out on a worker, and pin the package's own paths. Returns ``config``
+    (changed in place): the agent-loop YAML path, when it is this package's (or unset), becomes absolute;
+    the reward function, when unset, becomes :mod:`rl.reward`.
 
     Raises:
-        rl.settings.SettingsError: a bad ``codegym`` setting.
+        rl.settings.SettingsError: a bad ``codegym`` or ``multi_turn`` setting, or ``trainer.use_v1`` without
+            ``transfer_queue`` installed.
     """
+    from .agent_loop import TurnLimits
+
     with open_dict(config):
         agent = config.actor_rollout_ref.rollout.agent
-        if not agent.get("agent_loop_config_path"):
+        path = agent.get("agent_loop_config_path")
+        if not path or path == AGENT_LOOP_RELATIVE:
             agent.agent_loop_config_path = str(AGENT_LOOP_YAML)
         reward_fn = config.reward.custom_reward_function
         if not reward_fn.get("path"):
-            reward_fn.path = str(REWARD_FILE)
+            reward_fn.path = REWARD_MODULE
             reward_fn.name = "compute_score"
     LoopSettings.resolve(config)
+    TurnLimits.from_rollout(config.actor_rollout_ref.rollout)
+    if config.trainer.get("use_v1", True) and importlib.util.find_spec("transfer_queue") is None:
+        raise SettingsError("trainer.use_v1=true (veRL's default trainer) needs the `transferqueue` package: "
+                            "pip install 'codegym-mcp[rl]' (or set trainer.use_v1=false for the deprecated V0 "
+                            "trainer)")
     return config
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from rl.reward import REWARD_EXTRA_KEYS, compute_score, last_done_answer
+from rl.reward import REWARD_EXTRA_KEYS, SERVER_ERRORS_KEY, compute_score
 from rl.settings import EpisodeSpec, LoopSettings, ServerSettings, SettingsError
 from rl.testing import hermes_call
 
@@ -20,29 +20,21 @@ needs_verl = pytest.mark.skipif(not HAS_VERL, reason="needs the rl extra (verl 0
 ROOT = Path(__file__).resolve().parents[1]
 
 
-# --- the fallback reward function (no veRL needed) -------------------------------------------------------
-def test_fallback_reward_prefers_the_gym_verdict() -> None:
+# --- veRL's reward function for a row without a loop verdict (no veRL needed) ------------------------------
+def test_reward_function_returns_the_gym_verdict() -> None:
     text = hermes_call("Done", {"answer": 3})
     result = compute_score("codegym", text, "4", {"codegym_reward": 1.0, "codegym_tool_calls": 5})
     assert (result["score"], result["codegym_scored_by"], result["codegym_tool_calls"]) == (1.0, "gym", 5)
     assert tuple(result) == REWARD_EXTRA_KEYS
 
 
-@pytest.mark.parametrize(("text", "truth", "score", "by"), [
-    (hermes_call("Observe") + hermes_call("Done", {"answer": [1, 2]}), "[1, 2]", 1.0, "answer_match"),
-    (hermes_call("Done", {"answer": 5}) + hermes_call("Done", {"answer": 3}), "3", 1.0, "answer_match"),  # the last
-    (hermes_call("Done", {"answer": "3"}), "3", 0.0, "answer_match"),  # types matter, as in the gym
-    ('<tool_call>{"name": "Done", "arguments": {"answer": </tool_call>', "3", 0.0, "none"),  # unreadable
-    ("the answer is 3", "3", 0.0, "none"),
-])
-def test_fallback_reward_matches_the_last_done(text: str, truth: str, score: float, by: str) -> None:
-    result = compute_score("codegym", text, truth, {"codegym_ended": "server_error"})
-    assert (result["score"], result["codegym_scored_by"], result["codegym_server_error"]) == (score, by, 1)
-
-
-def test_fallback_reward_ignores_other_data_sources() -> None:
-    assert compute_score("gsm8k", hermes_call("Done", {"answer": 3}), "3")["score"] == 0.0
-    assert last_done_answer(hermes_call("Done", {"answer": None})) == (True, None)
+@pytest.mark.parametrize("text", [hermes_call("Done", {"answer": 3}), "the answer is 3", ""])
+def test_reward_function_never_matches_text_against_the_answer(text: str) -> None:
+    # a trajectory the gym could not judge scores 0, even when its text names the right answer
+    result = compute_score("codegym", text, "3", {"codegym_ended": "server_error"})
+    assert (result["score"], result["codegym_scored_by"], result[SERVER_ERRORS_KEY]) == (0.0, "unjudged", 1)
+    assert compute_score("gsm8k", text, "3")["score"] == 0.0
+    assert compute_score("codegym", text, "3", {"codegym_reward": "not a number"})["score"] == 0.0
 
 
 # --- settings --------------------------------------------------------------------------------------------
@@ -70,6 +62,14 @@ def test_server_process_command_and_a_failed_start(tmp_path: Path) -> None:
     assert command[1:4] == ["-m", "mcp_gyms.server", "--http"] and "--port" in command
     assert command[command.index("--bank") + 1] == str(tmp_path / "missing")
     assert command[command.index("--time-limit") + 1] == "1.5"
+    assert command[command.index("--idle-timeout") + 1] == "3600.0"  # long rollouts: an hour idle between turns
+    from rl.train import compose
+
+    if HAS_VERL:  # the training config sets the server's idle timeout, the call timeout and the reconnections
+        settings = LoopSettings.resolve(compose(["codegym.server.idle_timeout_s=7200", "codegym.call_timeout_s=90",
+                                                 "codegym.reconnect_retries=5"]))
+        assert (settings.server.idle_timeout_s, settings.call_timeout_s, settings.reconnect_retries) == (7200, 90, 5)
+        assert GymServerProcess(settings.server).command()[command.index("--idle-timeout") + 1] == "7200.0"
     with pytest.raises(ServerStartError, match="not a bank"):
         process.start()
 
@@ -96,7 +96,8 @@ def test_paper_defaults(config) -> None:  # noqa: ANN001
     assert LoopSettings.resolve(config).max_tool_calls == 256
     assert rollout.agent.default_agent_loop == "codegym_agent"
     assert Path(rollout.agent.agent_loop_config_path) == ROOT / "rl" / "configs" / "agent_loop.yaml"
-    assert Path(config.reward.custom_reward_function.path) == ROOT / "rl" / "reward.py"
+    assert config.reward.custom_reward_function.path == "pkg://rl.reward"
+    assert config.trainer.use_v1 is True  # veRL's default trainer path, stated
 
 
 @needs_verl
@@ -131,6 +132,19 @@ def test_every_default_is_overridable() -> None:
     assert config.actor_rollout_ref.rollout.agent.agent_loop_config_path == "/elsewhere/loops.yaml"
     with pytest.raises(SettingsError, match="max_tool_calls"):
         compose(["codegym.max_tool_calls=0"])
+
+
+@needs_verl
+def test_the_default_v1_trainer_needs_transfer_queue(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util as util
+
+    from rl.train import compose
+
+    real = util.find_spec
+    monkeypatch.setattr(util, "find_spec", lambda name, *a: None if name == "transfer_queue" else real(name, *a))
+    with pytest.raises(SettingsError, match="needs the `transferqueue` package"):
+        compose()
+    assert compose(["trainer.use_v1=false"]).trainer.use_v1 is False  # the deprecated V0 trainer does not
 
 
 @needs_verl
@@ -178,15 +192,53 @@ def test_node_servers_on_ray_are_found_by_workers() -> None:
 
         @ray.remote
         class Worker:  # stands in for a veRL agent-loop worker: same lookup, same node
-            async def tools(self) -> tuple[str, list[str]]:
+            async def tools(self, settings: dict) -> tuple[str, list[str]]:
                 from rl.gyms import close_all, server_for
 
-                server = await server_for(LoopSettings())
+                server = await server_for(LoopSettings.model_validate(settings))
                 names = [t["name"] for t in await server.tools("coin_vault")]
                 await close_all()
                 return server.base_url, names
 
-        base_url, names = ray.get(Worker.remote().tools.remote(), timeout=120)
+        base_url, names = ray.get(Worker.remote().tools.remote({}), timeout=120)
         assert base_url == next(iter(urls.values())) and names[0] == "Observe" and names[-1] == "Done"
+        # plain `main_ppo` (no launcher): the first worker on a node that finds no server actor starts one
+        auto = {"server_actor_prefix": "codegym-auto", "server": {"workers": 1}}
+        base_url, names = ray.get(Worker.remote().tools.remote(auto), timeout=180)
+        assert base_url != next(iter(urls.values())) and names[0] == "Observe"
+        assert ray.get_actor(f"codegym-auto-{next(iter(urls))}") is not None
     finally:
         ray.shutdown()
+
+
+# --- veRL's own entry point, config alone: `python -m verl.trainer.main_ppo --config-path ... --config-name` -----
+def _main_ppo(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    """veRL's ``main_ppo`` with a user's arguments, up to where it would start Ray on GPUs (Hydra's run folder
+    goes to a temporary folder instead of ./outputs)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as run_dir:
+        return subprocess.run([sys.executable, str(ROOT / "tests" / "main_ppo_until_gpu.py"),
+                               "--config-path", str(ROOT / "rl" / "configs"), "--config-name", "codegym_grpo", *args,
+                               f"hydra.run.dir={run_dir}"], cwd=cwd, capture_output=True, text=True, timeout=240)
+
+
+@needs_verl
+def test_plain_main_ppo_composes_validates_and_registers_by_config_alone() -> None:
+    done = _main_ppo("codegym.servers=[http://10.0.0.5:8000]", "data.train_batch_size=64")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "[validate_config] All configuration checks passed successfully!" in done.stdout
+    import json
+
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    assert seen["runner"] == "TaskRunnerV1" and seen["use_v1"] is True  # veRL's default trainer path
+    assert Path(seen["agent_loop_file"]) == ROOT / "rl" / "configs" / "agent_loop.yaml"
+    assert seen["agent_loop"] == "CodeGymAgentLoop" and seen["servers"] == ["http://10.0.0.5:8000"]
+    reward = seen["reward_of_an_unjudged_row"]  # the project's reward function, never the text's answer
+    assert (reward["score"], reward["codegym_scored_by"], reward["codegym/server_errors"]) == (0.0, "unjudged", 1)
+
+
+@needs_verl
+def test_plain_main_ppo_refuses_what_the_loop_cannot_honour() -> None:
+    done = _main_ppo("actor_rollout_ref.rollout.multi_turn.tool_config_path=/tools.yaml")
+    assert done.returncode != 0 and "tool_config_path is set" in done.stderr
