@@ -206,7 +206,7 @@ class Episode:
         """Play this episode with the gym's oracle (through :meth:`call`, like an agent)."""
         calls: list[tuple[str, dict[str, Any]]] = []
 
-        def call(name: str, **arguments: Any) -> str:
+        def call(name: str, /, **arguments: Any) -> str:  # positional-only: a tool may have a `name` parameter
             calls.append((name, arguments))
             return self.call(name, arguments).observation
 

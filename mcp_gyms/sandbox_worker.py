@@ -241,7 +241,7 @@ class Worker:
         calls: list[tuple[str, dict[str, Any]]] = []
         overrun: list[str] = []
 
-        def call(name: str, **arguments: Any) -> str:
+        def call(name: str, /, **arguments: Any) -> str:  # positional-only: a tool may have a `name` parameter
             if overrun:
                 raise _OracleOverrun(overrun[0])
             calls.append((name, arguments))

@@ -168,3 +168,23 @@ def test_stale_worker_dirs_of_dead_hosts_are_swept(tmp_path):
     (left[0] / "file.txt").write_text("x")
     assert sweep_stale_tmpdirs(str(tmp_path)) == [str(left[0])]
     assert not left[0].exists() and live.exists()
+
+
+async def test_an_oracle_may_pass_a_tool_argument_called_name(pool):
+    """``call("Tool", name=...)``: the oracle's call function takes the tool's name positionally only
+    (a model-written gym with a ``name`` parameter once failed every oracle run with a TypeError)."""
+    named = gym_code('''
+@tool
+def Greet(self, name: str) -> str:
+    """Greet someone by name."""
+    return f"hello {name}"
+
+@staticmethod
+def solve(call):
+    assert call("Greet", name="Ada") == "hello Ada"
+    for _ in range(8):
+        call("Add", amount=0)
+    call("Done", answer=int(call("Get")))
+''', "NamedGym")
+    result = await pool.run_oracle(named, {"value": 4})
+    assert result.reward == 1.0 and result.error is None, result
