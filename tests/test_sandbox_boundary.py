@@ -327,8 +327,8 @@ async def test_bystanders_never_see_an_outside_kill(bare_pool):
     slow = gym_code('''
 @tool
 def Step(self, amount: int) -> int:
-    """Add after a short pause."""
-    time.sleep(0.005)
+    """Add after a pause (long enough that the kills below land on calls in flight)."""
+    time.sleep(0.05)
     self.value += amount
     return self.value
 ''', "Pausing")
@@ -337,11 +337,11 @@ def Step(self, amount: int) -> int:
     errors: list[str] = []
 
     async def play(i, ep):
-        for k in range(40):
+        for k in range(25):
             result = await ep.call("Step", {"amount": 1})
             if result.error is not None or result.observation != str(100 * i + k + 1):
                 errors.append(result.observation)
-            await anyio.sleep(0.05)
+            await anyio.sleep(0.01)
 
     async def oracle():
         for _ in range(8):
@@ -353,7 +353,8 @@ def Step(self, amount: int) -> int:
     async def killer():  # about twice a second, as in the load test that found the problem
         for _ in range(6):
             await anyio.sleep(0.4)
-            alive = [slot.process.pid for slot in bare_pool.slots if slot.process is not None]
+            busy = [slot.process.pid for slot in bare_pool.slots if slot.process is not None and slot.lock.locked()]
+            alive = busy or [slot.process.pid for slot in bare_pool.slots if slot.process is not None]
             if alive:
                 try:
                     os.kill(rng.choice(alive), signal.SIGKILL)
