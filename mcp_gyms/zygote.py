@@ -19,6 +19,7 @@ The zygote dies with its host (``PR_SET_PDEATHSIG``), and its children with it.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import select
@@ -290,9 +291,12 @@ class Zygote:
         self.children.clear()
 
 
-# --- the zygote's side --------------------------------------------------------------------------------
 def package_parent() -> str:
+    """The folder that holds the ``mcp_gyms`` package (put on the zygote's ``sys.path``)."""
     return str(Path(__file__).resolve().parent.parent)
+
+
+# --- the zygote's side --------------------------------------------------------------------------------
 
 
 def _child(config: dict[str, Any], proto_in: int, proto_out: int, closing: list[int]) -> None:
@@ -336,8 +340,6 @@ def main() -> None:
             __import__(module)
         except ImportError:
             pass
-    import gc
-
     from .jail import forget_native_attributes
 
     _warm_up()
