@@ -1,4 +1,4 @@
-"""The sandbox worker: a locked-down process that hosts many episodes of untrusted gym code.
+"""The sandbox worker: a locked-down process that hosts the episodes of one untrusted gym.
 
 Forked by :mod:`mcp_gyms.zygote` for :mod:`mcp_gyms.sandbox` (never started by hand). It talks to
 its host over two private pipes (fds 0-2 point at /dev/null and Python's ``print`` goes nowhere). Each message is a 4-byte big-endian length plus a JSON object. Requests::
