@@ -926,9 +926,9 @@ def serve_command(args: argparse.Namespace) -> int:
         except EpisodeError as exc:
             print(f"codegym serve: {exc.message}", file=sys.stderr)
             return 2
-    if args.gym is not None and not args.allow_unverified and rejection(bank.gym(args.gym)):
-        print(f"codegym serve: gym {args.gym!r} {rejection(bank.gym(args.gym))}; serve it anyway with "
-              "--allow-unverified", file=sys.stderr)
+    rejected = rejection(bank.gym(args.gym)) if args.gym is not None else None
+    if rejected and not args.allow_unverified:
+        print(f"codegym serve: gym {args.gym!r} {rejected}; serve it anyway with --allow-unverified", file=sys.stderr)
         return 2
     _announce_unverified(bank, [args.gym] if args.gym else None, args.allow_unverified)
     if not args.http:
