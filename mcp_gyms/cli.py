@@ -64,7 +64,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 def cmd_verify(args: argparse.Namespace) -> int:
     import anyio
 
-    from synthesis.verify import collect_sources, verify_sources, write_back
+    from .verify import collect_sources, verify_sources, write_back
 
     sources, bank = collect_sources(args.paths)
     if args.into:
@@ -142,7 +142,7 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "install": ("mcp_gyms.install", "add a gym to an MCP host's config (claude-desktop, cursor, vscode)"),
     "export-verl": ("rl.export", "export a bank's tasks as train/val parquet for veRL (RLHFDataset)"),
     "export-sft": ("rl.sft", "export successful oracle or eval trajectories as chat parquet for veRL's SFT trainer"),
-    "import-v1": ("synthesis.import_v1", "import environments in the original CodeGym format into a verified bank"),
+    "import-v1": ("mcp_gyms.v1_import", "import environments in the original CodeGym format into a verified bank"),
     "synth": ("synthesis.pipeline", "synthesize verified gyms from coding problems with an LLM (resumable)"),
     "eval": ("eval.cli", "evaluate a policy (oracle, any OpenAI-compatible model, random) on gyms over MCP"),
 }
