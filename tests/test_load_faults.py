@@ -1,4 +1,4 @@
-"""Load and fault test (issue 8): many episodes over real HTTP while sandbox workers are SIGKILLed.
+"""Load and fault test: many episodes over real HTTP while sandbox workers are SIGKILLed.
 
 A real server process (``python -m mcp_gyms.server --http`` on 127.0.0.1, 2 sandbox workers) serves a
 counter gym whose every ``Add`` returns the running total, so each observation shows the episode's whole
