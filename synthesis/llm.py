@@ -28,7 +28,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 from pydantic import BaseModel, ConfigDict, Field
@@ -36,6 +36,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from mcp_gyms.files import atomic_write
 
 from .errors import TransientError
+
+if TYPE_CHECKING:
+    from eval.chat import ChatModel
 
 __all__ = ["CacheMiss", "LLMClient", "LLMConfig", "LLMError", "ResponseCache", "Sampling", "Usage", "strip_think"]
 
@@ -179,7 +182,7 @@ class LLMClient:
         self.cache = ResponseCache(config.cache_dir) if config.cache_dir is not None else None
         self.usage = Usage()
         self._limiter = anyio.Semaphore(config.concurrency)
-        self._client: Any = None
+        self._client: ChatModel | None = None
 
     async def __aenter__(self) -> LLMClient:
         return self
@@ -192,7 +195,7 @@ class LLMClient:
             await self._client.aclose()
             self._client = None
 
-    def _chat(self) -> Any:
+    def _chat(self) -> ChatModel:
         """The :class:`eval.chat.ChatModel` (made on first use: replay mode needs no endpoint nor ``openai``)."""
         if self._client is None:
             from eval.chat import ChatModel, RetryPolicy

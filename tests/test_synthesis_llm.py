@@ -71,6 +71,14 @@ async def test_5xx_is_retried_and_gives_up_after_max_retries(server, tmp_path):
     assert len(server.requests(status=503)) == 3
 
 
+async def test_synthesis_retries_by_the_evaluators_policy(server, tmp_path):
+    """One retry policy for the project (eval.chat): 425 is retried here as in the evaluator."""
+    server.add("gym", "[key-A]", "after 425", fail_first=2, fail_status=425)
+    async with client(server, tmp_path) as llm:
+        assert await llm.complete(messages(), Sampling()) == ["after 425"]
+    assert llm.usage.retries == 2 and llm.usage.errors == {"425": 2} and llm.usage.requests == 3
+
+
 async def test_client_errors_are_not_retried(server, tmp_path):
     async with client(server, tmp_path) as llm:  # no rule matches: the server answers 400
         with pytest.raises(LLMError, match="failed after 1 attempt\\(s\\): HTTP 400"):
