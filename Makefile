@@ -6,20 +6,24 @@ STAMP := $(VENV)/.installed-dev
 CORE_STAMP := $(VENV)/.installed-core
 # CPU torch first: a bare `pip install torch` (or one pulled in by verl) would fetch a multi-GB CUDA build.
 TORCH_CPU := torch==2.13.0
+# The versions CI passed with (pip constraints, so an extra installs only what it needs); `make lock` writes it.
+LOCK := requirements.lock
 
-.PHONY: demo test lint install clean bench node-clients
+.PHONY: demo test lint install clean bench node-clients lock
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 
-$(CORE_STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install -q -e .
+# the demo runs synthesis (by replay) and the evaluator: the core and those two extras
+$(CORE_STAMP): pyproject.toml $(LOCK) | $(BIN)/python
+	$(BIN)/python -m pip install -q -c $(LOCK) -e '.[eval,synth]'
 	touch $(CORE_STAMP)
 
-$(STAMP): pyproject.toml | $(BIN)/python
+# dev = every CPU feature (eval, synth, v1, rl) + the test tools
+$(STAMP): pyproject.toml $(LOCK) | $(BIN)/python
 	$(BIN)/python -m pip install -q $(TORCH_CPU)
-	$(BIN)/python -m pip install -q -e '.[rl,synth,dev]'
+	$(BIN)/python -m pip install -q -c $(LOCK) -e '.[dev]'
 	touch $(STAMP) $(CORE_STAMP)
 
 install: $(STAMP)
@@ -36,6 +40,15 @@ lint: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build *.egg-info tests/clients/node_modules
+
+# Re-resolve $(LOCK) after a change of pyproject.toml (uv keeps the locked versions that still fit; delete the
+# file first for the newest). For Python 3.11 on Linux, with the CPU torch wheel pip finds on this machine's disk
+# (/opt/wheels): torch itself is left out, the Makefile installs it first.
+lock: $(STAMP)
+	echo '$(TORCH_CPU)+cpu' > $(VENV)/torch-cpu.txt
+	$(BIN)/uv pip compile pyproject.toml --extra dev --python $(BIN)/python -c $(VENV)/torch-cpu.txt \
+		--find-links /opt/wheels --no-emit-package torch --no-emit-package codegym-mcp \
+		--custom-compile-command 'make lock' -o $(LOCK)
 
 # Every benchmark in benchmarks/ (median of 5 runs each; < 15 min on 2 cores); writes benchmarks/RESULTS.md.
 bench: $(STAMP)

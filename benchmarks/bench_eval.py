@@ -1,4 +1,4 @@
-"""Eval harness overhead: episodes/s against an instant, scripted model endpoint (issue 8, item 7).
+"""Eval harness overhead: episodes/s against an instant, scripted model endpoint.
 
 Three processes: the scripted OpenAI-compatible endpoint of the eval tests
 (``tests/fixtures/eval/scripted_openai.py``, served by ``benchmarks/scripted_llm.py``; script ``native``:

@@ -1,4 +1,4 @@
-"""Memory: resident memory of a gym server with 10,000 open idle episodes (issue 8, item 3).
+"""Memory: resident memory of a gym server with 10,000 open idle episodes.
 
 ``codegym serve mountain_peak --http`` runs as its own process (2 sandbox workers, its children). One
 episode is started and closed first (the gym loads, the endpoint is built, the first calls warm up), then

@@ -18,7 +18,7 @@ import anyio
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from benchmarks.common import repeat, save  # noqa: E402
-from synthesis.verify import collect_sources, verify_sources  # noqa: E402
+from mcp_gyms.verify import collect_sources, verify_sources  # noqa: E402
 
 CHILD = """
 import json, sys

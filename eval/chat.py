@@ -1,4 +1,6 @@
-"""The model side of the ``openai`` policy: one chat-completion request, with retries and a verdict.
+"""The one OpenAI-compatible chat client of the project: one chat-completion request, with retries and a
+verdict. The evaluator's ``openai`` policy uses it directly; synthesis (:mod:`synthesis.llm`) adds its
+response cache, usage counting and concurrency bound on top, so both follow one retry policy.
 
 :class:`ChatModel` wraps the ``openai`` SDK's async client for any OpenAI-compatible endpoint (vLLM,
 llama.cpp, OpenAI). Its contract:
@@ -6,8 +8,10 @@ llama.cpp, OpenAI). Its contract:
 - :meth:`ChatModel.complete` returns a :class:`ChatReply` or raises :class:`ModelFailure` whose
   ``reason`` is one of ``context_overflow``, ``model_error``, ``timeout`` (the episode's end reasons).
 - **Retried** with exponential backoff and full jitter (honouring ``Retry-After`` / ``retry-after-ms``,
-  capped): HTTP 429, 408, 409 and 5xx, request timeouts and connection errors. After ``max_retries``
-  retries the failure is final: ``timeout`` if the last attempt timed out, else ``model_error``.
+  capped): HTTP 408, 409, 425, 429 and 5xx, request timeouts and connection errors. After ``max_retries``
+  retries the failure is final: ``timeout`` if the last attempt timed out, else ``model_error``. The
+  SDK's own retries are off (``max_retries=0``): this is the only retry loop. Every failed attempt is
+  recorded by kind (``"429"``, ``"503"``, ``"APITimeoutError"``...) in ``errors`` of the reply or failure.
 - **Not retried**: a context-length error (HTTP 400/413 whose message says the prompt is too long for the
   model) ends the episode with ``context_overflow``; any other 4xx is ``model_error`` at once, except
   401/403/404, which are :class:`FatalModelError` (a wrong key, model or URL: every episode would fail,
@@ -20,8 +24,8 @@ from __future__ import annotations
 
 import random
 import re
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, NoReturn
 
 import anyio
 import httpx2
@@ -41,11 +45,12 @@ _FATAL_STATUS = frozenset({401, 403, 404})
 class ModelFailure(Exception):
     """A request that failed for good; ``reason`` is the episode's end reason."""
 
-    def __init__(self, reason: str, message: str, retries: int = 0) -> None:
+    def __init__(self, reason: str, message: str, retries: int = 0, errors: list[str] | None = None) -> None:
         super().__init__(message)
         self.reason = reason
         self.message = message
         self.retries = retries
+        self.errors = errors or []  # the kind of every failed attempt, the last one included
 
 
 class FatalModelError(Exception):
@@ -69,13 +74,15 @@ class RetryPolicy:
 
 @dataclass
 class ChatReply:
-    """One successful completion."""
+    """One successful completion: the first choice's message (all choices in ``choices``)."""
 
     message: Any  # openai ChatCompletionMessage
     finish_reason: str | None
     prompt_tokens: int
     completion_tokens: int
     retries: int
+    choices: list[Any] = field(default_factory=list)  # every choice's message (more than one when n > 1)
+    errors: list[str] = field(default_factory=list)  # the kinds of the attempts that failed before this one
 
 
 def is_context_overflow(exc: BaseException) -> bool:
@@ -104,6 +111,11 @@ def _retry_after(exc: BaseException) -> float | None:
             except ValueError:
                 return None
     return None
+
+
+def _kind(exc: BaseException) -> str:
+    """A failed attempt's kind for counting: the HTTP status, else the exception's class name."""
+    return str(exc.status_code) if isinstance(exc, openai.APIStatusError) else type(exc).__name__
 
 
 class ChatModel:
@@ -147,44 +159,54 @@ class ChatModel:
         """``text`` with the API key blanked out."""
         return text.replace(self._key, "***") if self._key else text
 
-    async def complete(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None) -> ChatReply:
-        """One completion of ``messages`` (with ``tools`` as function tools when given); see the module doc."""
-        retries = 0
+    async def complete(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None,
+                       **sampling: Any) -> ChatReply:
+        """One completion of ``messages`` (with ``tools`` as function tools when given; ``sampling`` adds to or
+        overrides the model's sampling fields for this request); see the module doc."""
+        kwargs: dict[str, Any] = {**self.sampling, **{k: v for k, v in sampling.items() if v is not None}}
+        if tools:
+            kwargs["tools"] = tools
+        errors: list[str] = []
         while True:
             try:
-                kwargs: dict[str, Any] = dict(self.sampling)
-                if tools:
-                    kwargs["tools"] = tools
                 response = await self.client.chat.completions.create(model=self.model, messages=messages, **kwargs)
             except openai.APITimeoutError as exc:
-                await self._backoff_or_fail(exc, retries, "timeout")
+                await self._backoff_or_fail(exc, errors, "timeout")
             except openai.APIConnectionError as exc:
-                await self._backoff_or_fail(exc, retries, "model_error")
+                await self._backoff_or_fail(exc, errors, "model_error")
             except openai.APIStatusError as exc:
                 if is_context_overflow(exc):
-                    raise ModelFailure("context_overflow", self._describe(exc), retries) from None
+                    self._fail(exc, errors, "context_overflow")
                 if exc.status_code in _FATAL_STATUS:
                     raise FatalModelError(f"the model endpoint refused the request: {self._describe(exc)} "
                                           "(check --model, --base-url and the API key)") from None
                 if exc.status_code in _RETRY_STATUS or exc.status_code >= 500:
-                    await self._backoff_or_fail(exc, retries, "model_error")
+                    await self._backoff_or_fail(exc, errors, "model_error")
                 else:
-                    raise ModelFailure("model_error", self._describe(exc), retries) from None
+                    self._fail(exc, errors, "model_error")
             except openai.OpenAIError as exc:  # e.g. a reply that is not a chat completion
-                raise ModelFailure("model_error", self._describe(exc), retries) from None
+                self._fail(exc, errors, "model_error")
             else:
                 if not response.choices:
-                    raise ModelFailure("model_error", "the endpoint returned no choices", retries)
+                    raise ModelFailure("model_error", "the endpoint returned no choices", len(errors), errors)
                 choice = response.choices[0]
                 usage = response.usage
                 return ChatReply(choice.message, choice.finish_reason,
                                  int(getattr(usage, "prompt_tokens", 0) or 0),
-                                 int(getattr(usage, "completion_tokens", 0) or 0), retries)
-            retries += 1
+                                 int(getattr(usage, "completion_tokens", 0) or 0), len(errors),
+                                 [c.message for c in response.choices], errors)
 
-    async def _backoff_or_fail(self, exc: BaseException, retries: int, reason: str) -> None:
+    def _fail(self, exc: BaseException, errors: list[str], reason: str) -> NoReturn:
+        retries = len(errors)
+        errors.append(_kind(exc))
+        raise ModelFailure(reason, self._describe(exc), retries, errors) from None
+
+    async def _backoff_or_fail(self, exc: BaseException, errors: list[str], reason: str) -> None:
+        retries = len(errors)
         if retries >= self.retry.max_retries:
-            raise ModelFailure(reason, f"{self._describe(exc)} (after {retries} retries)", retries) from None
+            errors.append(_kind(exc))
+            raise ModelFailure(reason, f"{self._describe(exc)} (after {retries} retries)", retries, errors) from None
+        errors.append(_kind(exc))
         await anyio.sleep(self.retry.delay(retries, _retry_after(exc)))
 
     def _describe(self, exc: BaseException) -> str:

@@ -201,6 +201,12 @@ class Bank:
     def __contains__(self, gym_id: object) -> bool:
         return gym_id in self._by_id
 
+    def kinds(self, gym_ids: Iterable[str] | None = None) -> set[str]:
+        """The gym kinds (``native``, ``codegym-v1``) among ``gym_ids`` (default: the whole bank); unknown
+        ids are ignored (the caller reports them)."""
+        ids = self._by_id if gym_ids is None else [g for g in gym_ids if g in self._by_id]
+        return {self._by_id[g].kind for g in ids}
+
     def __len__(self) -> int:
         return len(self._by_id)
 

@@ -64,7 +64,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 def cmd_verify(args: argparse.Namespace) -> int:
     import anyio
 
-    from synthesis.verify import collect_sources, verify_sources, write_back
+    from .verify import collect_sources, verify_sources, write_back
 
     sources, bank = collect_sources(args.paths)
     if args.into:
@@ -111,8 +111,11 @@ def _compare_with_bundled(rebuilt: Bank) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """The main job end to end, offline: synthesis by replay, verification, the oracle over MCP."""
-    from eval.cli import demo_table
-    from synthesis import pipeline
+    try:
+        from eval.cli import demo_table
+        from synthesis import pipeline
+    except ImportError as exc:
+        return _fail(_missing("demo", exc))
 
     out = Path(args.out)
     bank = str(Bank.open(args.bank).root)
@@ -142,10 +145,19 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "install": ("mcp_gyms.install", "add a gym to an MCP host's config (claude-desktop, cursor, vscode)"),
     "export-verl": ("rl.export", "export a bank's tasks as train/val parquet for veRL (RLHFDataset)"),
     "export-sft": ("rl.sft", "export successful oracle or eval trajectories as chat parquet for veRL's SFT trainer"),
-    "import-v1": ("synthesis.import_v1", "import environments in the original CodeGym format into a verified bank"),
+    "import-v1": ("mcp_gyms.v1_import", "import environments in the original CodeGym format into a verified bank"),
     "synth": ("synthesis.pipeline", "synthesize verified gyms from coding problems with an LLM (resumable)"),
     "eval": ("eval.cli", "evaluate a policy (oracle, any OpenAI-compatible model, random) on gyms over MCP"),
 }
+#: command -> the extra (pyproject.toml) that installs what it needs beyond the core
+EXTRAS: dict[str, str] = {"export-verl": "rl", "export-sft": "rl", "import-v1": "v1", "synth": "synth",
+                          "eval": "eval", "demo": "eval,synth"}
+
+
+def _missing(name: str, exc: ImportError) -> str:
+    extra = EXTRAS.get(name)
+    hint = f" (install the extra: pip install 'codegym-mcp[{extra}]')" if extra else ""
+    return f"'{name}' needs a missing package: {exc}{hint}"
 
 
 def _add_lazy(sub: argparse._SubParsersAction, name: str, selected: bool) -> None:
@@ -156,7 +168,7 @@ def _add_lazy(sub: argparse._SubParsersAction, name: str, selected: bool) -> Non
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        message = f"'{name}' needs a missing package: {exc}"
+        message = _missing(name, exc)
         p.set_defaults(func=lambda _a: _fail(message))
         return
     module.add_arguments(p)

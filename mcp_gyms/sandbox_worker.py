@@ -60,7 +60,7 @@ from .jail import harden
 _PRELOAD = (
     "collections", "heapq", "bisect", "itertools", "functools", "math", "random", "re", "string",
     "typing", "dataclasses", "copy", "statistics", "fractions", "decimal", "operator", "enum", "json",
-    "ast", "numbers", "array", "queue", "textwrap", "unicodedata", "gymnasium",
+    "ast", "numbers", "array", "queue", "textwrap", "unicodedata",
 )
 MAX_FRAME = 64 * 1024 * 1024
 _TASK_CACHE = 1024  # decoded task configurations kept for sharing (least recently used dropped first)

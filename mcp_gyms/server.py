@@ -89,6 +89,7 @@ from .protocol import (
     StepOutcome,
 )
 from .sandbox import SandboxLimits, SandboxPool
+from .v1 import worker_preload
 
 __all__ = [
     "HttpService",
@@ -453,7 +454,7 @@ async def open_gym_server(bank: Bank, gym_id: str, *, workers: int | None = 1, l
                           max_episodes: int = DEFAULT_MAX_EPISODES, idle_timeout: float | None = None,
                           allow_unverified: bool = False) -> AsyncIterator[Server[Any]]:
     """A ready in-process server of one gym (with its own sandbox pool), for ``mcp_gyms.client.connect``."""
-    async with SandboxPool(workers, limits) as pool, \
+    async with SandboxPool(workers, limits, preload=worker_preload(bank.kinds([gym_id]))) as pool, \
             EpisodeManager(bank, pool, gyms=[gym_id], max_episodes=max_episodes, idle_timeout=idle_timeout,
                            allow_unverified=allow_unverified) as manager:
         gym = await manager.gym(gym_id)
@@ -550,7 +551,7 @@ async def serve_stdio(bank: Bank, gym_id: str, *, startup: StartupTask | None = 
 
     On a signal the episodes are closed and every sandbox worker stopped, then the process exits at
     once (status 0): the thread blocked reading stdin cannot be interrupted, so it is not waited for."""
-    async with SandboxPool(workers, limits) as pool, \
+    async with SandboxPool(workers, limits, preload=worker_preload(bank.kinds([gym_id]))) as pool, \
             EpisodeManager(bank, pool, gyms=[gym_id], max_episodes=max_episodes, idle_timeout=idle_timeout,
                            allow_unverified=allow_unverified) as manager:
         gym = await manager.gym(gym_id)
@@ -767,7 +768,8 @@ class HttpService:
 
         @contextlib.asynccontextmanager
         async def lifespan(app: Starlette) -> AsyncIterator[None]:
-            async with SandboxPool(self.workers, self.limits) as pool:
+            preload = worker_preload(self.bank.kinds(self.gyms))
+            async with SandboxPool(self.workers, self.limits, preload=preload) as pool:
                 manager = EpisodeManager(self.bank, pool, gyms=self.gyms, max_episodes=self.max_episodes,
                                          idle_timeout=self.idle_timeout, shutdown_grace=self.shutdown_grace,
                                          allow_unverified=self.allow_unverified)

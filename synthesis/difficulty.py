@@ -49,10 +49,10 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from eval.evaluation import EvalConfig, EvalError, run_evaluation
 from mcp_gyms.bank import Bank, BankError
 from mcp_gyms.files import atomic_write
+from mcp_gyms.verify import GymSource
 
 from .llm import LLMError
 from .stages import DifficultyOutcome
-from .verify import GymSource
 
 __all__ = ["API_KEY_VARIABLES", "DifficultyModel", "EvaluatorDifficulty", "TRANSIENT_REASONS", "api_key_from_env"]
 

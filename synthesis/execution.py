@@ -19,10 +19,10 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from mcp_gyms.sandbox import SandboxError, SandboxPool
+from mcp_gyms.verify import MAX_ANSWER_CHARS
 
 from .calling import CallSpec
 from .sources import Problem
-from .verify import MAX_ANSWER_CHARS
 
 __all__ = ["TestFailure", "TestReport", "AnswerError", "run_problem_tests", "solution_answer"]
 
@@ -103,7 +103,7 @@ async def solution_answer(pool: SandboxPool, problem: Problem, config: dict[str,
     place; see :class:`~synthesis.calling.CallSpec`); a model-written ``conversion`` builds the arguments
     where objects have no standard JSON form. Raises :class:`AnswerError` when the solution
     raises, exceeds the pool's limits, gives something JSON cannot carry, or an answer that prints
-    :data:`~synthesis.verify.MAX_ANSWER_CHARS` characters or more."""
+    :data:`~mcp_gyms.verify.MAX_ANSWER_CHARS` characters or more."""
     if not problem.entry_point:
         raise AnswerError("the problem has no entry function")
     spec = call or CallSpec()

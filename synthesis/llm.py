@@ -1,13 +1,14 @@
 """The LLM side of synthesis: any OpenAI-compatible chat endpoint, with an on-disk response cache.
 
-:class:`LLMClient` wraps the ``openai`` async client:
+:class:`LLMClient` wraps :class:`eval.chat.ChatModel` (the ``openai`` SDK's async client):
 
 - **Configuration** — base URL, model and key come from :class:`LLMConfig`, whose defaults read the
   environment (``CODEGYM_LLM_BASE_URL`` / ``OPENAI_BASE_URL``, ``CODEGYM_LLM_MODEL``,
   ``CODEGYM_LLM_API_KEY`` / ``OPENAI_API_KEY``). A local server (vLLM, llama.cpp) needs no key.
 - **Bounded concurrency** — at most ``concurrency`` requests in flight, however many callers.
-- **Retries** — 429, 5xx, timeouts and dropped connections are retried with exponential backoff and
-  jitter (a server's ``Retry-After`` is honoured, capped); other errors (400, 401, 404) fail at once.
+- **Retries** — the project's one policy, :class:`eval.chat.ChatModel`'s: 408, 409, 425, 429, 5xx,
+  timeouts and dropped connections are retried with exponential backoff and full jitter (a server's
+  ``Retry-After`` / ``retry-after-ms`` is honoured, capped); other errors (400, 401, 404) fail at once.
 - **Sampling per call** — :class:`Sampling` carries temperature, ``n``, ``max_tokens``, ``top_p``; if a
   server returns fewer than ``n`` choices, the client asks again for the rest.
 - **Reasoning models** — ``<think>...</think>`` blocks (and anything before a lone ``</think>``) are
@@ -24,11 +25,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import random
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 from pydantic import BaseModel, ConfigDict, Field
@@ -36,6 +36,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from mcp_gyms.files import atomic_write
 
 from .errors import TransientError
+
+if TYPE_CHECKING:
+    from eval.chat import ChatModel
 
 __all__ = ["CacheMiss", "LLMClient", "LLMConfig", "LLMError", "ResponseCache", "Sampling", "Usage", "strip_think"]
 
@@ -179,7 +182,7 @@ class LLMClient:
         self.cache = ResponseCache(config.cache_dir) if config.cache_dir is not None else None
         self.usage = Usage()
         self._limiter = anyio.Semaphore(config.concurrency)
-        self._client: Any = None
+        self._client: ChatModel | None = None
 
     async def __aenter__(self) -> LLMClient:
         return self
@@ -189,15 +192,18 @@ class LLMClient:
 
     async def aclose(self) -> None:
         if self._client is not None:
-            await self._client.close()
+            await self._client.aclose()
             self._client = None
 
-    def _openai(self) -> Any:
+    def _chat(self) -> ChatModel:
+        """The :class:`eval.chat.ChatModel` (made on first use: replay mode needs no endpoint nor ``openai``)."""
         if self._client is None:
-            from openai import AsyncOpenAI
+            from eval.chat import ChatModel, RetryPolicy
 
-            self._client = AsyncOpenAI(base_url=self.config.base_url, api_key=self.config.api_key or "EMPTY",
-                                       timeout=self.config.timeout_s, max_retries=0)
+            config = self.config
+            self._client = ChatModel(self.model, base_url=config.base_url, api_key=config.api_key or "EMPTY",
+                                     concurrency=config.concurrency, request_timeout=config.timeout_s,
+                                     retry=RetryPolicy(config.max_retries, config.backoff_s, config.max_backoff_s))
         return self._client
 
     async def complete(self, messages: list[Message], sampling: Sampling) -> list[str]:
@@ -240,64 +246,34 @@ class LLMClient:
         return choices
 
     async def _request(self, messages: list[Message], sampling: Sampling, n: int) -> tuple[list[str], dict[str, int]]:
-        """One chat completion (with retries): the choices' texts and the token usage."""
-        import openai
+        """One chat completion (retried by :class:`eval.chat.ChatModel`'s policy): the choices' texts and the
+        token usage."""
+        from eval.chat import FatalModelError, ModelFailure
 
-        params: dict[str, Any] = {"model": self.model, "messages": messages, "temperature": sampling.temperature}
-        if n > 1:
-            params["n"] = n
-        if sampling.max_tokens is not None:
-            params["max_tokens"] = sampling.max_tokens
-        if sampling.top_p is not None:
-            params["top_p"] = sampling.top_p
-        attempt = 0
-        while True:
-            async with self._limiter:
-                self.usage.requests += 1
-                try:
-                    response = await self._openai().chat.completions.create(**params)
-                    error: Exception | None = None
-                except (openai.RateLimitError, openai.InternalServerError, openai.APITimeoutError,
-                        openai.APIConnectionError) as exc:
-                    error = exc
-                except openai.APIStatusError as exc:
-                    if exc.status_code < 500 and exc.status_code not in (408, 409, 429):
-                        self._count_error(str(exc.status_code))
-                        raise LLMError(f"the endpoint refused the request ({exc.status_code}): {exc.message}") from exc
-                    error = exc
-                except openai.OpenAIError as exc:
-                    self._count_error(type(exc).__name__)
-                    raise LLMError(f"the endpoint failed: {exc}") from exc
-            if error is None:
-                break
-            self._count_error(str(getattr(error, "status_code", None) or type(error).__name__))
-            if attempt >= self.config.max_retries:
-                raise LLMError(f"giving up after {attempt + 1} attempts: {type(error).__name__}: {error}") from error
-            self.usage.retries += 1
-            await anyio.sleep(self._delay(attempt, error))
-            attempt += 1
-        texts = [(choice.message.content or "") for choice in (response.choices or [])]
-        used = {"prompt_tokens": 0, "completion_tokens": 0}
-        if response.usage is not None:
-            used = {"prompt_tokens": int(response.usage.prompt_tokens or 0),
-                    "completion_tokens": int(response.usage.completion_tokens or 0)}
+        params: dict[str, Any] = {"temperature": sampling.temperature, "max_tokens": sampling.max_tokens,
+                                  "top_p": sampling.top_p, "n": n if n > 1 else None}
+        async with self._limiter:
+            try:
+                reply = await self._chat().complete(messages, None, **params)
+            except ModelFailure as exc:
+                self._count_attempts(exc.errors)
+                raise LLMError(f"the endpoint failed after {len(exc.errors)} attempt(s): {exc.message}") from exc
+            except FatalModelError as exc:
+                self._count_attempts(["fatal"])
+                raise LLMError(str(exc)) from exc
+        self._count_attempts([*reply.errors, ""])
+        texts = [(message.content or "") for message in reply.choices]
+        used = {"prompt_tokens": reply.prompt_tokens, "completion_tokens": reply.completion_tokens}
         self.usage.prompt_tokens += used["prompt_tokens"]
         self.usage.completion_tokens += used["completion_tokens"]
         self.usage.cost_usd += (used["prompt_tokens"] * self.config.price_in_per_mtok
                                 + used["completion_tokens"] * self.config.price_out_per_mtok) / 1e6
         return texts, used
 
-    def _count_error(self, kind: str) -> None:
-        self.usage.errors[kind] = self.usage.errors.get(kind, 0) + 1
-
-    def _delay(self, attempt: int, error: Exception) -> float:
-        """Exponential backoff with jitter; a server's Retry-After wins when it asks for longer."""
-        delay = min(self.config.max_backoff_s, self.config.backoff_s * 2 ** attempt) * random.uniform(0.5, 1.0)
-        response = getattr(error, "response", None)
-        header = response.headers.get("retry-after") if response is not None else None
-        if header:
-            try:
-                delay = max(delay, min(self.config.max_backoff_s, float(header)))
-            except ValueError:
-                pass
-        return delay
+    def _count_attempts(self, outcomes: list[str]) -> None:
+        """Count one request's attempts: each failed one by its kind, and (``""``) the one that succeeded."""
+        self.usage.requests += len(outcomes)
+        failed = [kind for kind in outcomes if kind]
+        self.usage.retries += len(outcomes) - 1
+        for kind in failed:
+            self.usage.errors[kind] = self.usage.errors.get(kind, 0) + 1

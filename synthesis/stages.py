@@ -10,7 +10,7 @@ lost), which the pipeline does not store.
   allowlist; its own tests pass against its reference solution, in the sandbox, and their calls of the
   entry function decide how later stages call it (:mod:`synthesis.calling`).
 - ``gym`` (stage 1) — one-shot prompt -> task text + gym code; extraction and format checks; the gym
-  loads in the sandbox and has at least :data:`~synthesis.verify.MIN_TOOLS` tools.
+  loads in the sandbox and has at least :data:`~mcp_gyms.verify.MIN_TOOLS` tools.
 - ``inputs`` (stage 2) — ``input_samples`` samples of ``inputs_per_sample`` inputs (a third of each
   difficulty), de-duplicated; the original solution's answers in the sandbox (3 s, 100 MiB, answer
   under 100 characters); the gym survives if at least ``min_inputs`` and ``min_input_fraction`` of the
@@ -21,7 +21,7 @@ lost), which the pipeline does not store.
 - ``oracle`` (stage 3) — tool-only ``solve`` candidates (the gym's own, then ``k`` sampled ones), each
   run on every kept input through the tool API in the sandbox; the first that earns reward 1 on all
   becomes the oracle; tasks needing fewer than 10 or more than 256 calls are dropped.
-- ``verify`` — :func:`synthesis.verify.verify_gym`, the stable checks ``codegym verify`` runs, on the
+- ``verify`` — :func:`mcp_gyms.verify.verify_gym`, the stable checks ``codegym verify`` runs, on the
   assembled gym; its report goes into the bank record.
 - ``difficulty`` (stage 4, optional) — keep tasks a reference model solves at most ``max_solved`` of
   ``tries`` times; the gym is dropped (``too_easy``) when it solves them all more often. Needs a
@@ -42,6 +42,15 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from mcp_gyms.bank import DIFFICULTIES, GymRecord, Provenance, TaskRecord, ToolInfo
 from mcp_gyms.sandbox import GymCode, SandboxError, SandboxLimits, SandboxPool
+from mcp_gyms.verify import (
+    MAX_ANSWER_CHARS,
+    MAX_STEPS,
+    MIN_STEPS,
+    MIN_TOOLS,
+    REFERENCE_LIMITS,
+    GymSource,
+    verify_gym,
+)
 
 from .calling import decide_call
 from .execution import AnswerError, run_problem_tests, solution_answer
@@ -58,7 +67,6 @@ from .packages import SANDBOX_PRELOAD, imported_packages, package_problem
 from .prompting import gym_messages, inputs_messages, solve_messages
 from .sources import Problem
 from .state import CandidateResult, InputResult, ProblemState, StageResult
-from .verify import MAX_ANSWER_CHARS, MAX_STEPS, MIN_STEPS, MIN_TOOLS, REFERENCE_LIMITS, GymSource, verify_gym
 
 if TYPE_CHECKING:
     from .ray_pools import RayCluster, RemotePool

@@ -21,9 +21,10 @@ from mcp_gyms import cli
 from mcp_gyms.bank import Bank
 from mcp_gyms.episode import ErrorKind
 from mcp_gyms.gym import strip_examples
-from mcp_gyms.sandbox import GymCode, SandboxPool
-from mcp_gyms.v1 import annotation_for, env_payload, parse_docstring_args
-from synthesis.import_v1 import ImportOptions, ImportReport, import_v1, main_examples, run
+from mcp_gyms.sandbox import GymCode, SandboxError, SandboxLimits, SandboxPool
+from mcp_gyms.v1 import PRELOAD, env_payload, worker_preload
+from mcp_gyms.v1_import import ImportOptions, ImportReport, import_v1, main_examples, run
+from mcp_gyms.v1_import.docstrings import annotation_for, parse_docstring_args
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "v1"
@@ -69,6 +70,22 @@ def report(imported) -> ImportReport:
 @pytest.fixture(scope="module")
 def bank(imported) -> Bank:
     return Bank.open(imported[0])
+
+
+@pytest.fixture
+async def pool():
+    """A pool that can load original-format gyms: gymnasium imported before the workers' lockdown."""
+    async with SandboxPool(workers=2, limits=SandboxLimits(time_s=1.5, memory_mb=128), preload=PRELOAD) as p:
+        yield p
+
+
+async def test_a_pool_without_the_v1_preload_cannot_load_an_original_gym(bank):
+    """gymnasium is not in every worker: only pools serving original-format gyms import it."""
+    gym_id = bank.gym_ids[0]
+    assert worker_preload(bank.kinds()) == PRELOAD and worker_preload({"native"}) == ()
+    async with SandboxPool(workers=1) as plain:
+        with pytest.raises(SandboxError, match="failed to load"):
+            await plain.open(GymCode(bank.code(gym_id), bank.gym(gym_id).class_name), bank.task(gym_id, 0).config)
 
 
 # --- the import and its report ----------------------------------------------------------------------
@@ -233,7 +250,7 @@ def test_an_imported_env_accepts_every_json_value_its_original_accepted(bank):
         "current": "integer", "value": "integer"}
 
     async def main():
-        async with SandboxPool(1) as pool:
+        async with SandboxPool(1, preload=PRELOAD) as pool:
             episode = await pool.open(GymCode(bank.code(RUNMIN), record.class_name), tasks[0].config)
             lowered = await episode.call("Lower", '{"current": Infinity, "value": 4}')
             done = await episode.call("Done", '{"answer": -2}')

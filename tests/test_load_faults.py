@@ -1,4 +1,4 @@
-"""Load and fault test (issue 8): many episodes over real HTTP while sandbox workers are SIGKILLed.
+"""Load and fault test: many episodes over real HTTP while sandbox workers are SIGKILLed.
 
 A real server process (``python -m mcp_gyms.server --http`` on 127.0.0.1, 2 sandbox workers) serves a
 counter gym whose every ``Add`` returns the running total, so each observation shows the episode's whole
@@ -18,12 +18,12 @@ Two short tests pin down what pipelining (many calls written to one worker at on
 that crashes or hangs its worker fails alone — the calls queued behind it run on the fresh worker — and
 a caller cancelled while its call waits in the queue leaves no trace.
 
-Size: the issue asks for 1,000 episodes x 20 calls. Through the MCP client, with the server and the
+Size: the target is 1,000 episodes x 20 calls. Through the MCP client, with the server and the
 test sharing 2 cores, the calls go at ~500/s on a quiet machine (each costs ~3.5 ms of CPU, client +
 server): 20 calls each would take ~50 s before the replay check, and the same test with 10 calls took
 28 s quiet but 49 s while other work loaded the machine. To stay under 60 s on a busy 2-core machine
 the test runs the full 1,000 episodes with 8 calls each (8,000 calls, plus 1,000 starts and 1,000
-ends); every property above is the same at 20 calls, and ``CODEGYM_LOAD_CALLS=20`` runs the issue's
+ends); every property above is the same at 20 calls, and ``CODEGYM_LOAD_CALLS=20`` runs the target's
 exact numbers.
 """
 

@@ -35,7 +35,7 @@ def test_bundled_problems_replay_into_verified_gyms(tmp_path):
     bank = Bank.open(tmp_path / "bank")
     assert len(bank) == report.verified and all(g.verified and g.tasks >= 10 for g in bank.index.gyms)
     assert all(4 <= g.tools for g in bank.index.gyms)
-    # every shape of issue 15 became a verified gym, called the way the trial run of its tests showed
+    # every problem shape of the bundled set became a verified gym, called as its tests' trial run showed
     work = tmp_path / "bank" / "synthesis" / "state"
     calls = {g: json.loads((work / f"{g}.json").read_text())["results"]["tests"]["details"]["call"]
              for g in ("cg-list-cycle-length", "cg-reverse-list", "cg-mirror-tree", "cg-nary-depth", "cg-graph-edges",

@@ -32,10 +32,10 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from mcp_gyms.bank import Bank
+from mcp_gyms.verify import GymSource
 from synthesis.difficulty import DifficultyModel, EvaluatorDifficulty
 from synthesis.llm import LLMError
 from synthesis.pipeline import _difficulty_filter, _llm_config, add_arguments
-from synthesis.verify import GymSource
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "sk-difficulty-DO-NOT-LEAK-93c1f"

@@ -66,14 +66,22 @@ async def test_a_429_storm_is_retried_until_success(server, tmp_path):
 async def test_5xx_is_retried_and_gives_up_after_max_retries(server, tmp_path):
     server.add("gym", "[key-A]", "never", fail_first=100, fail_status=503)
     async with client(server, tmp_path, max_retries=2) as llm:
-        with pytest.raises(LLMError, match="giving up after 3 attempts"):
+        with pytest.raises(LLMError, match="failed after 3 attempt\\(s\\): HTTP 503"):
             await llm.complete(messages(), Sampling())
     assert len(server.requests(status=503)) == 3
 
 
+async def test_synthesis_retries_by_the_evaluators_policy(server, tmp_path):
+    """One retry policy for the project (eval.chat): 425 is retried here as in the evaluator."""
+    server.add("gym", "[key-A]", "after 425", fail_first=2, fail_status=425)
+    async with client(server, tmp_path) as llm:
+        assert await llm.complete(messages(), Sampling()) == ["after 425"]
+    assert llm.usage.retries == 2 and llm.usage.errors == {"425": 2} and llm.usage.requests == 3
+
+
 async def test_client_errors_are_not_retried(server, tmp_path):
     async with client(server, tmp_path) as llm:  # no rule matches: the server answers 400
-        with pytest.raises(LLMError, match="refused the request \\(400\\)"):
+        with pytest.raises(LLMError, match="failed after 1 attempt\\(s\\): HTTP 400"):
             await llm.complete(messages(), Sampling())
     assert len(server.log) == 1 and llm.usage.retries == 0
 
@@ -82,7 +90,7 @@ async def test_timeouts_are_retried(server, tmp_path):
     server.add("gym", "[key-A]", "slow", delay_s=1.0)
     async with client(server, tmp_path, timeout_s=0.2, max_retries=1) as llm:
         started = time.monotonic()
-        with pytest.raises(LLMError, match="Timeout"):
+        with pytest.raises(LLMError, match="timed out"):
             await llm.complete(messages(), Sampling())
     assert llm.usage.retries == 1 and time.monotonic() - started < 5
 

@@ -60,7 +60,7 @@ def test_step_0_drops_package_problems_naming_the_package(tmp_path):
     assert rows["numpy-x"].verdict != "dropped"
 
     async def answer():
-        async with SandboxPool(1) as pool:
+        async with SandboxPool(1, preload=packages.SANDBOX_PRELOAD) as pool:  # as synthesis runs problems
             problem = problems[1]
             return await solution_answer(pool, problem, {"values": [4, 9, 1]}, CallSpec()), \
                 await solution_answer(pool, Problem(id="a", question="q", tests="t", entry_point="f", solution=(

@@ -10,7 +10,7 @@ import textwrap
 import pytest
 
 from mcp_gyms.bank import Bank, GymRecord, Provenance, TaskRecord
-from synthesis.verify import GymSource, collect_sources, verify_sources
+from mcp_gyms.verify import GymSource, collect_sources, verify_sources
 
 GOOD = textwrap.dedent('''
     from mcp_gyms import Gym, tool

@@ -29,6 +29,7 @@ from synthesis.calling import CallSpec, decide_call
 from synthesis.execution import run_problem_tests
 from synthesis.extract import extract_conversion, extract_gym
 from synthesis.llm import ResponseCache, Sampling
+from synthesis.packages import SANDBOX_PRELOAD
 from synthesis.prompting import gym_messages, inputs_messages, solve_messages
 from synthesis.sources import Problem, load_problems
 from synthesis.stages import SynthConfig
@@ -43,7 +44,7 @@ def _fenced_json(items: Any) -> str:
 def call_specs(problems: list[Problem]) -> dict[str, CallSpec]:
     """The call spec of every problem, from a trial run of its tests in the sandbox (as step 0 does)."""
     async def main() -> dict[str, CallSpec]:
-        async with SandboxPool(2) as pool:
+        async with SandboxPool(2, preload=SANDBOX_PRELOAD) as pool:  # problems may import numpy, scipy, pandas
             specs = {}
             for problem in problems:
                 report = await run_problem_tests(pool, problem)

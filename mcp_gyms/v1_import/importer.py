@@ -1,4 +1,4 @@
-"""`codegym import-v1`: environments in the original CodeGym release format -> a verified bank.
+"""The importer behind `codegym import-v1`: environments in the original CodeGym release format -> a verified bank.
 
 ::
 
@@ -12,7 +12,7 @@ in :mod:`mcp_gyms.v1`); a single such file may be given instead of a folder. For
    literal that includes ``Observe`` and ``Done``, and a method with a docstring for every action.
 2. **Adapter.** The gym file is the original source verbatim plus a generated ``Imported_<ClassName>``
    subclass of :class:`mcp_gyms.v1.V1Gym`: one typed ``@tool`` per action, parameters from the method
-   signature, types and descriptions from the docstring's ``Args:`` (:func:`mcp_gyms.v1.annotation_for`);
+   signature, types and descriptions from the docstring's ``Args:`` (:func:`mcp_gyms.v1_import.docstrings.annotation_for`);
    the types shape the schema the agent sees, while validation accepts any JSON value, as the original
    did (``Lenient[...]``, :class:`mcp_gyms.v1.Lenient`).
 3. **Tasks**, per environment: the rows of ``--instances`` (``ability`` =
@@ -22,7 +22,7 @@ in :mod:`mcp_gyms.v1`); a single such file may be given instead of a folder. For
    has a row for the environment, the ``from_env_str("ClassName@{...}")`` examples of the file's
    ``__main__`` block, read statically (literals, f-strings over literal variables, ``json.dumps``).
    Identical tasks are kept once. Tasks without a difficulty are filed as ``medium``.
-4. **Verification** in the sandbox with :func:`synthesis.verify.verify_gym` (load, tools, reference
+4. **Verification** in the sandbox with :func:`mcp_gyms.verify.verify_gym` (load, tools, reference
    answers, oracle reward 1 on every task, 10-256 oracle calls): exactly what ``codegym verify`` checks.
 
 Only verified gyms are written to the bank (``kind="codegym-v1"``, provenance ``codegym-v1`` with the
@@ -70,8 +70,10 @@ from mcp_gyms.bank import (
 )
 from mcp_gyms.gym import DONE, OBSERVE
 from mcp_gyms.sandbox import GymCode, SandboxPool
-from mcp_gyms.v1 import ANY, ArgDoc, annotation_for, parse_docstring_args
-from synthesis.verify import REFERENCE_LIMITS, GymSource, GymVerdict, verify_gym
+from mcp_gyms.v1 import PRELOAD
+from mcp_gyms.verify import REFERENCE_LIMITS, GymSource, GymVerdict, verify_gym
+
+from .docstrings import ANY, ArgDoc, annotation_for, parse_docstring_args
 
 __all__ = ["add_arguments", "run", "import_v1", "analyse_env", "render_gym_file", "ImportReport", "FileReport"]
 
@@ -122,7 +124,7 @@ class FileReport(_Model):
     tasks_total: int = 0
     tasks_kept: int = 0
     dropped_tasks: dict[str, str] = Field(default_factory=dict)
-    checks: dict[str, str] = Field(default_factory=dict, description="synthesis.verify checks, when run")
+    checks: dict[str, str] = Field(default_factory=dict, description="mcp_gyms.verify checks, when run")
 
 
 class ImportReport(_Model):
@@ -902,7 +904,7 @@ _CHECK_CODES = {"load": "load_failed", "tools": "bad_tools", "tasks": "no_tasks"
                 "oracle": "oracle_failed", "steps": "no_task_in_step_range"}
 
 
-#: how synthesis.verify words a task's failure, per check (to quote the first one in the problem)
+#: how mcp_gyms.verify words a task's failure, per check (to quote the first one in the problem)
 _REASON_PREFIXES = {"reference": ("reference answer",), "oracle": ("oracle failed", "oracle earned")}
 
 
@@ -1016,7 +1018,8 @@ async def import_v1(options: ImportOptions) -> ImportReport:
     internal_errors = 0
     workers = options.workers or min(8, os.cpu_count() or 1)
     limiter = anyio.Semaphore(max(1, workers))
-    async with SandboxPool(workers) as pool, SandboxPool(workers, REFERENCE_LIMITS) as reference_pool:
+    async with SandboxPool(workers, preload=PRELOAD) as pool, \
+            SandboxPool(workers, REFERENCE_LIMITS, preload=PRELOAD) as reference_pool:
 
         async def one(path: Path) -> None:
             nonlocal internal_errors

@@ -28,6 +28,7 @@ import anyio
 from mcp_gyms.bank import Bank, BankError, GymRecord, TaskRecord, ToolInfo, VerificationReport, read_tasks
 from mcp_gyms.gym import normalise_answer
 from mcp_gyms.sandbox import GymCode, SandboxError, SandboxLimits, SandboxPool
+from mcp_gyms.v1 import worker_preload
 
 MIN_TOOLS = 4
 MIN_STEPS, MAX_STEPS = 10, 256
@@ -189,7 +190,9 @@ async def verify_sources(sources: list[GymSource], workers: int | None = None,
 
     ``progress(verdict)`` is called as each gym finishes."""
     verdicts: list[GymVerdict | None] = [None] * len(sources)
-    async with SandboxPool(workers) as pool, SandboxPool(workers, REFERENCE_LIMITS) as reference_pool:
+    preload = worker_preload(source.record.kind for source in sources)
+    async with SandboxPool(workers, preload=preload) as pool, \
+            SandboxPool(workers, REFERENCE_LIMITS, preload=preload) as reference_pool:
         limiter = anyio.Semaphore(2 * pool.concurrency)
 
         async def one(i: int, source: GymSource) -> None:
