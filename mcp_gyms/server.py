@@ -89,6 +89,7 @@ from .protocol import (
     StartParams,
     StepOutcome,
 )
+from .ready import ReadyInfo
 from .sandbox import SandboxLimits, SandboxPool
 
 __all__ = [
@@ -854,46 +855,6 @@ def base_url(sock: socket.socket) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
-class ReadyInfo(BaseModel):
-    """What ``codegym serve --http --ready-file PATH`` writes once every server process answers.
-
-    ``urls``/``ports`` list every server process (``--procs``), each a full server of the whole bank with its
-    own episodes; ``url``/``port`` are the first (the ``--port`` given). ``pid`` is the process to signal
-    (SIGTERM stops them all); ``pids`` are the server processes (the same single pid with ``--procs 1``).
-    """
-
-    model_config = ConfigDict(extra="forbid")
-
-    url: str
-    urls: list[str]
-    port: int
-    ports: list[int]
-    pid: int
-    pids: list[int]
-
-    @classmethod
-    def of(cls, urls: list[str], pids: list[int]) -> ReadyInfo:
-        ports = [int(u.rsplit(":", 1)[1]) for u in urls]
-        return cls(url=urls[0], urls=urls, port=ports[0], ports=ports, pid=os.getpid(), pids=pids)
-
-    def write(self, path: str | os.PathLike[str]) -> None:
-        """Write atomically: a temporary file in the same folder, then a rename (never a partial file)."""
-        target = os.path.abspath(path)
-        tmp = os.path.join(os.path.dirname(target), f".{os.path.basename(target)}.{os.getpid()}.tmp")
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(self.model_dump_json() + "\n")
-        os.replace(tmp, target)
-
-    @classmethod
-    def read(cls, path: str | os.PathLike[str]) -> ReadyInfo | None:
-        """The ready file's contents, or None while it does not exist yet."""
-        try:
-            with open(path, encoding="utf-8") as f:
-                return cls.model_validate_json(f.read())
-        except FileNotFoundError:
-            return None
-
-
 def announce(service: HttpService, urls: list[str]) -> None:
     """Say on stderr where ``service`` is served (for people: programs read ``--ready-file``)."""
     count = len(service.gyms) if service.gyms is not None else len(service.bank)
@@ -1023,6 +984,9 @@ def serve_command(args: argparse.Namespace) -> int:
         return 0
     if args.max_request_body <= 0:
         print("codegym serve: --max-request-body must be a positive number of bytes", file=sys.stderr)
+        return 2
+    if args.ready_file and not os.path.isdir(os.path.dirname(os.path.abspath(args.ready_file))):
+        print(f"codegym serve: --ready-file {args.ready_file}: its folder does not exist", file=sys.stderr)
         return 2
     procs = args.procs if args.procs is not None else (os.cpu_count() or 1)
     if procs < 1 or (args.workers is not None and args.workers < 1):

@@ -28,7 +28,7 @@ from typing import Any
 
 import httpx
 
-from mcp_gyms.server import ReadyInfo
+from mcp_gyms.ready import ReadyInfo
 
 from .settings import ServerSettings
 
