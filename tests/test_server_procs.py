@@ -210,3 +210,17 @@ def test_ready_file_is_written_atomically(tmp_path: Path) -> None:
     inode = target.stat().st_ino  # a reader never sees a partial file: a rewrite is a new file renamed over it
     info.write(target)
     assert target.stat().st_ino != inode and ReadyInfo.read(target) == info
+
+
+def test_rl_server_process_finds_every_url_through_the_ready_file() -> None:
+    from rl.servers import GymServerProcess
+    from rl.settings import ServerSettings
+
+    server = GymServerProcess(ServerSettings(workers=2, procs=2, startup_timeout_s=120))
+    assert server.command("/x/ready.json")[-4:] == ["--procs", "2", "--ready-file", "/x/ready.json"]
+    with server:
+        assert server.url == server.urls[0] and len(set(server.urls)) == 2
+        assert all(httpx.get(f"{url}/healthz").json()["status"] == "ok" for url in server.urls)
+        pid = server._proc.pid if server._proc else 0
+        family = descendants(pid)
+    assert len(family) >= 2 and wait_gone(family) == []
