@@ -39,7 +39,8 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import uvicorn
@@ -74,7 +75,7 @@ class _Child:
     port: int
     proc: subprocess.Popen[bytes]
     ready_fd: int | None
-    ready: bool = field(default=False)
+    ready: bool = False
 
     def name(self, procs: int) -> str:
         return f"server process {self.index + 1} of {procs} (port {self.port}, pid {self.proc.pid})"
@@ -163,7 +164,7 @@ def serve_processes(args: argparse.Namespace, procs: int) -> int:
             signal.signal(sig, handler)
 
 
-def _wait_ready(children: list[_Child], procs: int, stopping: Any) -> str | None:
+def _wait_ready(children: list[_Child], procs: int, stopping: Callable[[], bool]) -> str | None:
     """Wait until every child reports ready. Returns None, or why not (a child exited first, or timed out)."""
     deadline = time.monotonic() + START_TIMEOUT_S
     while not all(c.ready for c in children) and not stopping():
