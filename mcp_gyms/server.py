@@ -15,7 +15,9 @@
   open), ``GET /metrics`` (Prometheus text), ``/.well-known/*`` 404 (no OAuth), an optional bearer token
   (scheme name in any case), a request body limit answered as a JSON-RPC error, DNS-rebinding protection
   on loopback, and a graceful shutdown that lets in-flight calls finish and stops every sandbox worker.
-- :func:`add_serve_arguments` / :func:`serve_command` are the ``codegym serve`` command.
+- :func:`add_serve_arguments` / :func:`serve_command` are the ``codegym serve`` command; with ``--procs N``
+  (N > 1) :mod:`mcp_gyms.procs` runs N such HTTP services, one port each; ``--ready-file`` is
+  :class:`mcp_gyms.ready.ReadyInfo`.
 
 Nothing a client sends makes the server answer 500 or hang: bad tool calls are ``isError`` results,
 bad episode requests are JSON-RPC errors with the codes in :class:`mcp_gyms.protocol.ErrorCode`, and
