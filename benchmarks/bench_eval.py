@@ -30,7 +30,7 @@ K = 64  # 12 tasks x 64 samples = 768 episodes per run
 CONCURRENCY = 256
 PY = sys.executable
 LLM = [PY, "benchmarks/scripted_llm.py", "--port", "0"]
-GYMS = [PY, "-m", "mcp_gyms.cli", "serve", GYM, "--http", "--port", "0", "--max-episodes", "10000"]
+GYMS = [PY, "-m", "mcp_gyms.cli", "serve", GYM, "--http", "--port", "0", "--procs", "1", "--max-episodes", "10000"]
 
 
 def one_run(gym_url: str, llm_url: str, k: int, concurrency: int) -> tuple[float, float, int, int]:

@@ -30,7 +30,7 @@ from mcp_gyms.episode import Episode as LocalEpisode  # noqa: E402
 
 GYM = "mountain_peak"
 EPISODES = 10_000
-COMMAND = [sys.executable, "-m", "mcp_gyms.cli", "serve", GYM, "--http", "--port", "0", "--workers", "2",
+COMMAND = [sys.executable, "-m", "mcp_gyms.cli", "serve", GYM, "--http", "--port", "0", "--procs", "1", "--workers", "2",
            "--max-episodes", str(EPISODES)]
 
 

@@ -15,7 +15,9 @@
   open), ``GET /metrics`` (Prometheus text), ``/.well-known/*`` 404 (no OAuth), an optional bearer token
   (scheme name in any case), a request body limit answered as a JSON-RPC error, DNS-rebinding protection
   on loopback, and a graceful shutdown that lets in-flight calls finish and stops every sandbox worker.
-- :func:`add_serve_arguments` / :func:`serve_command` are the ``codegym serve`` command.
+- :func:`add_serve_arguments` / :func:`serve_command` are the ``codegym serve`` command; with ``--procs N``
+  (N > 1) :mod:`mcp_gyms.procs` runs N such HTTP services, one port each; ``--ready-file`` is
+  :class:`mcp_gyms.ready.ReadyInfo`.
 
 Nothing a client sends makes the server answer 500 or hang: bad tool calls are ``isError`` results,
 bad episode requests are JSON-RPC errors with the codes in :class:`mcp_gyms.protocol.ErrorCode`, and
@@ -69,6 +71,7 @@ from .episodes import (
     rejection,
     resolve_task,
 )
+from .metrics import PROMETHEUS_CONTENT_TYPE, prometheus_text
 from .protocol import (
     CONTROL_META_KEY,
     EPISODE_META_KEY,
@@ -88,11 +91,13 @@ from .protocol import (
     StartParams,
     StepOutcome,
 )
+from .ready import ReadyInfo
 from .sandbox import SandboxLimits, SandboxPool
 from .v1 import worker_preload
 
 __all__ = [
     "HttpService",
+    "ReadyInfo",
     "StartupTask",
     "add_arguments",
     "add_serve_arguments",
@@ -736,11 +741,12 @@ class HttpService:
                  idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT_S, token: str | None = None,
                  host: str = "127.0.0.1", startup: StartupTask | None = None, shutdown_grace: float = 10.0,
                  max_sessions: int = 10_000, max_request_body: int = DEFAULT_MAX_REQUEST_BODY,
-                 allow_unverified: bool = False) -> None:
+                 allow_unverified: bool = False, max_workers: int | None = None) -> None:
         self.bank = bank
         self.allow_unverified = allow_unverified
         self.gyms = gyms
         self.workers = workers
+        self.max_workers = max_workers
         self.limits = limits
         self.max_episodes = max_episodes
         self.idle_timeout = idle_timeout
@@ -769,7 +775,7 @@ class HttpService:
         @contextlib.asynccontextmanager
         async def lifespan(app: Starlette) -> AsyncIterator[None]:
             preload = worker_preload(self.bank.kinds(self.gyms))
-            async with SandboxPool(self.workers, self.limits, preload=preload) as pool:
+            async with SandboxPool(self.workers, self.limits, max_workers=self.max_workers, preload=preload) as pool:
                 manager = EpisodeManager(self.bank, pool, gyms=self.gyms, max_episodes=self.max_episodes,
                                          idle_timeout=self.idle_timeout, shutdown_grace=self.shutdown_grace,
                                          allow_unverified=self.allow_unverified)
@@ -794,7 +800,7 @@ class HttpService:
             manager = self.manager
             if manager is None:
                 return PlainTextResponse("# server stopped\n", 503)
-            return PlainTextResponse(manager.metrics_text(), media_type="text/plain; version=0.0.4")
+            return Response(prometheus_text(manager), media_type=PROMETHEUS_CONTENT_TYPE)
 
         async def gyms(request: Request) -> Response:
             manager = self.manager
@@ -847,19 +853,43 @@ def bind_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def serve_http(service: HttpService, port: int, *, log_level: str = "warning") -> None:
-    """Run ``service`` under uvicorn until SIGINT/SIGTERM (graceful: see :class:`HttpService`)."""
+def base_url(sock: socket.socket) -> str:
+    """``http://HOST:PORT`` of a listening socket (IPv6 hosts in brackets)."""
+    host, port = sock.getsockname()[:2]
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
-    sock = bind_socket(service.host, port)
-    host, bound = sock.getsockname()[:2]
-    shown = f"[{host}]" if ":" in host else host
+
+def announce(service: HttpService, urls: list[str]) -> None:
+    """Say on stderr where ``service`` is served (for people: programs read ``--ready-file``)."""
     count = len(service.gyms) if service.gyms is not None else len(service.bank)
-    service.on_ready = lambda: print(
-        f"codegym: serving {count} gym(s) on http://{shown}:{bound}/gyms/{{gym_id}}/mcp "
-        f"(plain MCP clients: .../mcp/{{episode_name}}; health: /healthz, metrics: /metrics)"
-        f"{' with a bearer token' if service.token else ''}",
-        file=sys.stderr, flush=True)
-    uvicorn.Server(uvicorn_config(service, log_level)).run(sockets=[sock])
+    print(f"codegym: serving {count} gym(s) on {urls[0]}/gyms/{{gym_id}}/mcp "
+          f"(plain MCP clients: .../mcp/{{episode_name}}; health: /healthz, metrics: /metrics)"
+          f"{' with a bearer token' if service.token else ''}", file=sys.stderr, flush=True)
+    if len(urls) > 1:
+        print(f"codegym: {len(urls)} server processes, each a full server with its own episodes, sandbox "
+              f"and /metrics: {', '.join(urls)}", file=sys.stderr, flush=True)
+
+
+def serve_http(service: HttpService, port: int, *, log_level: str = "warning", ready_file: str | None = None) -> None:
+    """Run ``service`` in this process under uvicorn until SIGINT/SIGTERM (graceful: see :class:`HttpService`).
+
+    Once it serves, it says so on stderr and writes ``ready_file`` (a :class:`ReadyInfo`), which it removes
+    again on the way out."""
+    sock = bind_socket(service.host, port)
+    url = base_url(sock)
+
+    def ready() -> None:
+        announce(service, [url])
+        if ready_file:
+            ReadyInfo.of([url], [os.getpid()]).write(ready_file)
+
+    service.on_ready = ready
+    try:
+        uvicorn.Server(uvicorn_config(service, log_level)).run(sockets=[sock])
+    finally:
+        if ready_file:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(ready_file)
 
 
 # --- the `codegym serve` command ---------------------------------------------------------------------
@@ -876,8 +906,15 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=8000, help="HTTP port (default: 8000; 0 picks a free one)")
     parser.add_argument("--token", default=None,
                         help=f"require 'Authorization: Bearer TOKEN' on HTTP (default: ${TOKEN_ENV}, if set)")
+    parser.add_argument("--procs", type=int, default=None, metavar="N",
+                        help="HTTP server processes (default: the CPU count): each a full server of the bank "
+                             "with its own episodes, on ports PORT..PORT+N-1 (--port 0: N free ports); "
+                             "--workers and --max-episodes are totals, shared out among them")
+    parser.add_argument("--ready-file", default=None, metavar="PATH",
+                        help="with --http: once every server process answers, write JSON {url, urls, port, ports, "
+                             "pid, pids} to PATH atomically (removed again on exit)")
     parser.add_argument("--workers", type=int, default=None,
-                        help="sandbox worker processes (default: 1 for stdio, the CPU count for HTTP)")
+                        help="sandbox worker processes per gym (default: 1 for stdio, the CPU count for HTTP)")
     parser.add_argument("--max-episodes", type=int, default=DEFAULT_MAX_EPISODES,
                         help=f"cap on open episodes (default: {DEFAULT_MAX_EPISODES})")
     parser.add_argument("--idle-timeout", type=float, default=None, metavar="SECONDS",
@@ -934,6 +971,9 @@ def serve_command(args: argparse.Namespace) -> int:
         return 2
     _announce_unverified(bank, [args.gym] if args.gym else None, args.allow_unverified)
     if not args.http:
+        if args.ready_file or (args.procs or 1) > 1:
+            print("codegym serve: --ready-file and --procs are for --http", file=sys.stderr)
+            return 2
         if args.gym is None:
             print("codegym serve: name a GYM to serve over stdio, or add --http to serve the whole bank",
                   file=sys.stderr)
@@ -949,23 +989,56 @@ def serve_command(args: argparse.Namespace) -> int:
     if args.max_request_body <= 0:
         print("codegym serve: --max-request-body must be a positive number of bytes", file=sys.stderr)
         return 2
+    if args.ready_file and not os.path.isdir(os.path.dirname(os.path.abspath(args.ready_file))):
+        print(f"codegym serve: --ready-file {args.ready_file}: its folder does not exist", file=sys.stderr)
+        return 2
+    procs = args.procs if args.procs is not None else (os.cpu_count() or 1)
+    if procs < 1 or (args.workers is not None and args.workers < 1):
+        print("codegym serve: --procs and --workers must be at least 1", file=sys.stderr)
+        return 2
+    if args.port and not 0 < args.port + procs - 1 < 65536:
+        print(f"codegym serve: ports {args.port}..{args.port + procs - 1} (--port, --procs) are not all valid "
+              "TCP ports", file=sys.stderr)
+        return 2
     token = args.token or os.environ.get(TOKEN_ENV) or None
     if not _is_loopback(args.host) and not token:
         bar = "!" * 78
         print(f"{bar}\nWARNING: serving on {args.host} WITHOUT a bearer token: anyone who can reach this port can "
               f"run episodes.\nPass --token (or set ${TOKEN_ENV}) unless this network is trusted.\n{bar}",
               file=sys.stderr, flush=True)
-    service = HttpService(bank, gyms=[args.gym] if args.gym else None, workers=args.workers, limits=limits,
-                          max_episodes=args.max_episodes,
-                          idle_timeout=args.idle_timeout if args.idle_timeout is not None else DEFAULT_IDLE_TIMEOUT_S,
-                          token=token, host=args.host, startup=startup, max_request_body=args.max_request_body,
-                          allow_unverified=args.allow_unverified)
+    if procs > 1:
+        from .procs import serve_processes
+
+        return serve_processes(args, procs)
     try:
-        serve_http(service, args.port)
+        serve_http(http_service(args, bank), args.port, ready_file=args.ready_file)
     except OSError as exc:
         print(f"codegym serve: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
         return 2
     return 0
+
+
+def _share(total: int, procs: int) -> int:
+    return max(1, -(-total // procs))
+
+
+def http_service(args: argparse.Namespace, bank: Bank, procs: int = 1) -> HttpService:
+    """The :class:`HttpService` of ``codegym serve --http`` ARGS, as one of ``procs`` server processes.
+
+    With several processes, ``--workers`` (sandbox workers per gym), the pool's cap on live workers and
+    ``--max-episodes`` are totals: each process gets its share, rounded up (at least 1)."""
+    workers, max_workers, max_episodes = args.workers, None, args.max_episodes
+    if procs > 1:
+        per_gym = args.workers or os.cpu_count() or 1
+        workers = _share(per_gym, procs)
+        max_workers = max(workers, _share(max(64, 8 * per_gym), procs))  # the pool's own default, shared out
+        max_episodes = _share(args.max_episodes, procs)
+    return HttpService(bank, gyms=[args.gym] if args.gym else None, workers=workers, max_workers=max_workers,
+                       limits=SandboxLimits(time_s=args.time_limit), max_episodes=max_episodes,
+                       idle_timeout=args.idle_timeout if args.idle_timeout is not None else DEFAULT_IDLE_TIMEOUT_S,
+                       token=args.token or os.environ.get(TOKEN_ENV) or None, host=args.host,
+                       startup=StartupTask(_task_arg(args.task), args.difficulty, args.seed),
+                       max_request_body=args.max_request_body, allow_unverified=args.allow_unverified)
 
 
 #: The names `mcp_gyms.cli` looks up on a lazily imported command module.

@@ -1,8 +1,8 @@
 """Gym servers for training: one ``codegym serve --http`` per Ray node, or a given list of URLs.
 
 - :class:`GymServerProcess` runs ``python -m mcp_gyms.server --http --host 127.0.0.1 --port 0`` (the public
-  ``codegym serve`` command) as a child process, reads the address it bound from its log, and waits until
-  ``GET /healthz`` answers. :meth:`GymServerProcess.stop` ends it with SIGTERM (the server then lets
+  ``codegym serve`` command, ``--procs`` server processes) as a child process, reads the addresses they bound
+  from its ``--ready-file``, and checks that ``GET /healthz`` answers on each. :meth:`GymServerProcess.stop` ends it with SIGTERM (the server then lets
   in-flight calls finish and stops its sandbox workers), SIGKILL after a grace period.
 - :func:`start_node_servers` starts one :class:`GymServerProcess` inside a Ray actor on every alive node of
   the cluster veRL runs on, named ``{prefix}-{node_id}``; the agent loops on a node find theirs by that
@@ -17,7 +17,7 @@ Used by the launcher (:mod:`rl.train`) when ``codegym.servers`` is empty, and by
 from __future__ import annotations
 
 import os
-import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -28,12 +28,11 @@ from typing import Any
 
 import httpx
 
+from mcp_gyms.ready import ReadyInfo
+
 from .settings import ServerSettings
 
 __all__ = ["GymServerProcess", "ServerStartError", "node_server_actor", "start_node_servers"]
-
-_BOUND = re.compile(r"serving \d+ gym\(s\) on (https?://\S+?)/gyms/")
-
 
 class ServerStartError(RuntimeError):
     """A gym server did not come up; the message carries the tail of its log."""
@@ -57,11 +56,17 @@ class GymServerProcess:
     def __init__(self, settings: ServerSettings | None = None, host: str = "127.0.0.1") -> None:
         self.settings = settings or ServerSettings()
         self.host = host
-        self.url: str | None = None
+        self.urls: list[str] = []  # every server process's base URL; spread episodes over them
         self._proc: subprocess.Popen[bytes] | None = None
         self._log_path: Path | None = None
+        self._ready_dir: Path | None = None
 
-    def command(self) -> list[str]:
+    @property
+    def url(self) -> str | None:
+        """The first server process's base URL (an ordinary server: all a plain client needs)."""
+        return self.urls[0] if self.urls else None
+
+    def command(self, ready_file: str | None = None) -> list[str]:
         s = self.settings
         cmd = [sys.executable, "-m", "mcp_gyms.server", "--http", "--host", self.host, "--port", "0",
                "--max-episodes", str(s.max_episodes), "--idle-timeout", str(s.idle_timeout_s),
@@ -70,6 +75,10 @@ class GymServerProcess:
             cmd += ["--bank", s.bank]
         if s.workers:
             cmd += ["--workers", str(s.workers)]
+        if s.procs:
+            cmd += ["--procs", str(s.procs)]
+        if ready_file:
+            cmd += ["--ready-file", ready_file]
         return cmd
 
     def log_tail(self, chars: int = 2000) -> str:
@@ -78,7 +87,8 @@ class GymServerProcess:
         return self._log_path.read_text(encoding="utf-8", errors="replace")[-chars:]
 
     def start(self) -> str:
-        """Start the server and wait until it is healthy. Returns its base URL (``http://127.0.0.1:PORT``).
+        """Start the server and wait until every process of it is healthy. Returns the first base URL
+        (``http://127.0.0.1:PORT``); :attr:`urls` has them all.
 
         Raises:
             ServerStartError: it exited, or did not become healthy within ``startup_timeout_s``.
@@ -87,25 +97,21 @@ class GymServerProcess:
             raise RuntimeError("this server process was already started")
         fd, log = tempfile.mkstemp(prefix="codegym-server-", suffix=".log")
         self._log_path = Path(log)
+        self._ready_dir = Path(tempfile.mkdtemp(prefix="codegym-server-"))
+        ready_file = self._ready_dir / "ready.json"
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         with os.fdopen(fd, "wb") as log_file:
-            self._proc = subprocess.Popen(self.command(), stdout=log_file, stderr=subprocess.STDOUT,
+            self._proc = subprocess.Popen(self.command(str(ready_file)), stdout=log_file, stderr=subprocess.STDOUT,
                                           stdin=subprocess.DEVNULL, env=env, start_new_session=True,
                                           preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
         deadline = time.monotonic() + self.settings.startup_timeout_s
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
                 raise ServerStartError(f"the gym server exited with code {self._proc.returncode}:\n{self.log_tail()}")
-            if self.url is None:
-                found = _BOUND.search(self.log_tail(100_000))
-                if found:
-                    self.url = found.group(1)
-            if self.url is not None:
-                try:
-                    if httpx.get(f"{self.url}/healthz", timeout=2.0).status_code == 200:
-                        return self.url
-                except httpx.HTTPError:
-                    pass
+            ready = ReadyInfo.read(ready_file)
+            if ready is not None and all(_healthy(url) for url in ready.urls):
+                self.urls = ready.urls
+                return ready.url
             time.sleep(0.1)
         self.stop()
         raise ServerStartError(f"the gym server was not healthy after {self.settings.startup_timeout_s:g} s:\n"
@@ -130,6 +136,8 @@ class GymServerProcess:
                 proc.wait(5)
         if self._log_path is not None:
             self._log_path.unlink(missing_ok=True)
+        if self._ready_dir is not None:
+            shutil.rmtree(self._ready_dir, ignore_errors=True)
 
     def __enter__(self) -> GymServerProcess:
         self.start()
@@ -137,6 +145,13 @@ class GymServerProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _healthy(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/healthz", timeout=2.0).status_code == 200
+    except httpx.HTTPError:
+        return False
 
 
 class _suppress_lookup:
@@ -156,6 +171,10 @@ class _NodeGymServer:
 
     def url(self) -> str:
         return self._url
+
+    def urls(self) -> list[str]:
+        """Every server process's base URL (``ServerSettings.procs`` of them)."""
+        return self.process.urls
 
     def healthy(self) -> bool:
         return self.process.alive()

@@ -85,6 +85,7 @@ class ServerSettings(BaseModel):
 
     bank: str | None = Field(None, description="bank folder served on every node (default: the bundled bank)")
     workers: int | None = Field(None, ge=1, description="sandbox worker processes per server (default: CPU count)")
+    procs: int | None = Field(None, ge=1, description="server processes per node, one port each (default: CPU count)")
     max_episodes: int = Field(10_000, ge=1, description="cap on open episodes per server")
     idle_timeout_s: float = Field(
         3600.0, gt=0, description="close episodes idle this long (an episode idles while the policy generates)")

@@ -53,8 +53,9 @@ STDIO = {"command": SERVER[0], "args": [*SERVER[1:], GYM]}
 
 @pytest.fixture(scope="module")
 def base() -> Iterator[str]:
-    """A real ``python -m mcp_gyms.server --http`` serving the gym; its base URL."""
-    proc, url = spawn_http("--workers", "2", GYM)
+    """A real ``python -m mcp_gyms.server --http`` serving the gym; its base URL. Two server processes
+    (``--procs 2``): every client here talks to the first, and must notice no difference."""
+    proc, url = spawn_http("--workers", "2", "--procs", "2", GYM)
     try:
         yield url
     finally:

@@ -73,9 +73,9 @@ def plan(i: int) -> list[tuple[str, dict[str, int]]]:
 
 def open_count(metrics: str) -> int:
     """``codegym_episodes_open`` from a ``GET /metrics`` body."""
-    match = re.search(r"^codegym_episodes_open (\d+)$", metrics, re.M)
+    match = re.search(r"^codegym_episodes_open ([0-9.]+)$", metrics, re.M)  # prometheus_client writes 3.0
     assert match, metrics
-    return int(match.group(1))
+    return int(float(match.group(1)))
 
 
 async def test_episodes_survive_random_worker_kills(tmp_path: Path) -> None:

@@ -1,7 +1,8 @@
 """Helpers shared by the serving tests (this module holds no tests of its own).
 
 - :func:`running_http`: an :class:`~mcp_gyms.server.HttpService` under a real uvicorn on 127.0.0.1, a free port.
-- :func:`spawn_http`: ``python -m mcp_gyms.server --http`` as a real subprocess; returns it and its base URL.
+- :func:`spawn_http` / :func:`spawn_http_ready`: ``python -m mcp_gyms.server --http`` as a real subprocess,
+  found through its ``--ready-file``; returns it and its base URL (or the whole ready file).
 - :func:`sleepy_bank`: a temporary bank with one bundled gym and a test gym whose ``Sleep`` tool is slow.
 - :func:`descendants` / :func:`alive`: process bookkeeping through /proc (no extra package).
 """
@@ -10,10 +11,10 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -24,7 +25,7 @@ from conftest import gym_code
 
 from benchmarks.common import descendants, sandbox_workers  # noqa: F401 - re-exported for the server tests
 from mcp_gyms.bank import Bank, GymRecord, Provenance, TaskRecord, default_bank_path
-from mcp_gyms.server import HttpService, bind_socket
+from mcp_gyms.server import HttpService, ReadyInfo, bind_socket
 
 SERVER = [sys.executable, "-m", "mcp_gyms.server"]
 REPO = Path(__file__).resolve().parent.parent
@@ -68,24 +69,35 @@ def sleepy_bank(root: Path) -> Bank:
     return bank
 
 
-def spawn_http(*args: str, env: dict[str, str] | None = None) -> tuple[subprocess.Popen[str], str]:
-    """Start ``python -m mcp_gyms.server --http --port 0 ARGS`` and wait for its 'serving on' line."""
-    proc = subprocess.Popen([*SERVER, "--http", "--port", "0", *args], stdin=subprocess.DEVNULL,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=REPO,
-                            env={**os.environ, **(env or {})})
-    assert proc.stderr is not None
-    deadline = time.monotonic() + 60
-    lines = []
-    while time.monotonic() < deadline:
-        line = proc.stderr.readline()
-        if not line:
-            break
-        lines.append(line)
-        match = re.search(r"serving .* on (http://[^/]+)/gyms/", line)
-        if match:
-            return proc, match.group(1)
-    proc.kill()
-    raise AssertionError(f"the server did not start: {''.join(lines)}")
+def spawn_http(*args: str, env: dict[str, str] | None = None, timeout: float = 60.0,
+               ) -> tuple[subprocess.Popen[str], str]:
+    """Start ``python -m mcp_gyms.server --http --port 0 ARGS`` (``--procs 1`` unless ARGS say otherwise) and
+    wait for its ready file. Returns the process (stderr piped) and its first base URL."""
+    proc, ready = spawn_http_ready(*args, env=env, timeout=timeout)
+    return proc, ready.url
+
+
+def spawn_http_ready(*args: str, env: dict[str, str] | None = None, timeout: float = 60.0,
+                     ) -> tuple[subprocess.Popen[str], ReadyInfo]:
+    """:func:`spawn_http`, returning the whole :class:`~mcp_gyms.server.ReadyInfo` (every URL and pid)."""
+    ready_dir = Path(tempfile.mkdtemp(prefix="codegym-ready-"))
+    ready_file = ready_dir / "ready.json"
+    procs = [] if "--procs" in args else ["--procs", "1"]
+    proc = subprocess.Popen([*SERVER, "--http", "--port", "0", *procs, "--ready-file", str(ready_file), *args],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            cwd=REPO, env={**os.environ, **(env or {})})
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and proc.poll() is None:
+            ready = ReadyInfo.read(ready_file)
+            if ready is not None:
+                return proc, ready
+            time.sleep(0.05)
+        proc.kill()
+        _, err = proc.communicate(timeout=30)
+        raise AssertionError(f"the server did not start (exit code {proc.returncode}): {err}")
+    finally:
+        shutil.rmtree(ready_dir, ignore_errors=True)
 
 
 def alive(pid: int) -> bool:
