@@ -26,12 +26,13 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from mcp_gyms.constants import DEFAULT_MAX_STEPS, DIFFICULTIES
 from mcp_gyms.protocol import TOKEN_ENV
 
 from .evaluation import EvalConfig, EvalError, run_evaluation
 from .metrics import group_summaries, summarise
 from .records import EpisodeRecord
-from .report import DIFFICULTY_ORDER, read_trajectories, render_table, write_reports
+from .report import read_trajectories, render_table, write_reports
 
 __all__ = ["add_arguments", "demo_table", "run"]
 
@@ -50,7 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      help="a running gym server: its base URL (http://host:port) or one gym's endpoint (.../mcp)")
     parser.add_argument("--token", default=None, help=f"bearer token of --server (default: ${TOKEN_ENV})")
     parser.add_argument("--gyms", nargs="+", metavar="ID", default=None, help="only these gyms (default: all)")
-    parser.add_argument("--split", choices=DIFFICULTY_ORDER, default=None, help="only tasks of this difficulty")
+    parser.add_argument("--split", choices=DIFFICULTIES, default=None, help="only tasks of this difficulty")
     parser.add_argument("--tasks-per-gym", type=int, default=None, metavar="N", help="only the first N tasks of each gym")
     parser.add_argument("--policy", choices=("oracle", "openai", "random"), default="oracle",
                         help="who plays (default: oracle, the verified tool-only solution)")
@@ -62,7 +63,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-k", type=int, default=None,
                         help="samples per task (default: 1 for oracle, 4 for openai and random)")
     parser.add_argument("--concurrency", type=int, default=256, help="episodes in flight (default: 256)")
-    parser.add_argument("--max-turns", type=int, default=256, help="model turns per episode (default: 256)")
+    parser.add_argument("--max-turns", type=int, default=DEFAULT_MAX_STEPS,
+                        help=f"model turns per episode (default: {DEFAULT_MAX_STEPS}, the default step budget)")
     parser.add_argument("--temperature", type=float, default=0.7, help="sampling temperature (default: 0.7)")
     parser.add_argument("--top-p", type=float, default=0.95, help="nucleus sampling (default: 0.95)")
     parser.add_argument("--max-tokens", type=int, default=None, help="most tokens per model reply (default: the server's)")
@@ -156,7 +158,7 @@ def print_summary(records: list[EpisodeRecord], *, title: str = "", by_gym: bool
     overall = summarise(records)
     print(f"\n{title}: {overall.successes}/{overall.episodes} episodes solved ({100 * overall.success_rate:.1f}%)"
           f"  reasons: {', '.join(f'{k} {v}' for k, v in overall.reasons.items()) or '-'}\n")
-    print(render_table(group_summaries(records, "difficulty", None, DIFFICULTY_ORDER), "difficulty", markdown=False))
+    print(render_table(group_summaries(records, "difficulty", None, DIFFICULTIES), "difficulty", markdown=False))
     if by_gym:
         print()
         print(render_table(group_summaries(records, "gym"), "gym", markdown=False))

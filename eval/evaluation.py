@@ -31,6 +31,8 @@ from typing import Any, Literal
 import anyio
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
+from mcp_gyms.constants import DEFAULT_MAX_STEPS, Difficulty
+
 from .chat import ChatModel, FatalModelError, RetryPolicy
 from .gyms import GymEntry, McpGymAccess, ServerError
 from .local import LocalServer, LocalServerError
@@ -58,7 +60,7 @@ class EvalConfig(BaseModel):
     server: str | None = Field(None, description="URL of a running gym server (instead of a local bank)")
     token: SecretStr | None = Field(None, exclude=True, description="bearer token of the gym server")
     gyms: list[str] | None = None
-    split: Literal["easy", "medium", "hard"] | None = None
+    split: Difficulty | None = None
     tasks_per_gym: int | None = Field(None, ge=1)
     policy: Literal["oracle", "openai", "random"] = "oracle"
     model: str | None = None
@@ -66,7 +68,7 @@ class EvalConfig(BaseModel):
     api_key: SecretStr | None = Field(None, exclude=True)
     k: int = Field(1, ge=1, le=1024)
     concurrency: int = Field(256, ge=1, le=100_000)
-    max_turns: int = Field(256, ge=1)
+    max_turns: int = Field(DEFAULT_MAX_STEPS, ge=1)
     temperature: float | None = Field(0.7, ge=0)
     top_p: float | None = Field(0.95, gt=0, le=1)
     max_tokens: int | None = Field(None, ge=1)

@@ -23,6 +23,7 @@ import zlib
 from abc import ABC, abstractmethod
 from typing import Any
 
+from mcp_gyms.constants import DEFAULT_MAX_STEPS
 from mcp_gyms.protocol import openai_function_tools
 
 from .chat import ChatModel, ModelFailure
@@ -136,7 +137,7 @@ class RandomPolicy(Policy):
 
     name = "random"
 
-    def __init__(self, max_calls: int = 32, seed: int = 0, max_turns: int = 256) -> None:
+    def __init__(self, max_calls: int = 32, seed: int = 0, max_turns: int = DEFAULT_MAX_STEPS) -> None:
         self.max_calls = max_calls
         self.seed = seed
         self.max_turns = max_turns
@@ -204,7 +205,7 @@ class OpenAIPolicy(Policy):
 
     name = "openai"
 
-    def __init__(self, chat: ChatModel, *, max_turns: int = 256, tool_format: str = "native") -> None:
+    def __init__(self, chat: ChatModel, *, max_turns: int = DEFAULT_MAX_STEPS, tool_format: str = "native") -> None:
         if tool_format not in ("native", "text"):
             raise ValueError(f"tool_format must be 'native' or 'text', not {tool_format!r}")
         self.chat = chat

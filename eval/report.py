@@ -24,13 +24,13 @@ from typing import IO, Any
 
 from pydantic import ValidationError
 
+from mcp_gyms.constants import DIFFICULTIES
 from mcp_gyms.files import atomic_write
 
 from .metrics import Summary, group_summaries, summarise
 from .records import EpisodeRecord
 
 __all__ = [
-    "DIFFICULTY_ORDER",
     "TrajectoryWriter",
     "build_results",
     "read_trajectories",
@@ -40,7 +40,6 @@ __all__ = [
     "write_reports",
 ]
 
-DIFFICULTY_ORDER = ("easy", "medium", "hard")
 RESULTS_FORMAT = "codegym-eval-results/1"
 TRAJECTORIES = "trajectories.jsonl"
 
@@ -114,7 +113,7 @@ def build_results(records: Sequence[EpisodeRecord], config: dict[str, Any], *, s
     for gym, _ in group_summaries(records, "gym", ks).items():
         subset = [r for r in records if r.gym == gym]
         by_gd[gym] = {d: s.model_dump(mode="json")
-                      for d, s in group_summaries(subset, "difficulty", ks, DIFFICULTY_ORDER).items()}
+                      for d, s in group_summaries(subset, "difficulty", ks, DIFFICULTIES).items()}
     return {
         "format": RESULTS_FORMAT,
         "config": config,
@@ -128,7 +127,7 @@ def build_results(records: Sequence[EpisodeRecord], config: dict[str, Any], *, s
         "overall": summarise(records, ks).model_dump(mode="json"),
         "by_gym": {k: v.model_dump(mode="json") for k, v in group_summaries(records, "gym", ks).items()},
         "by_difficulty": {k: v.model_dump(mode="json")
-                          for k, v in group_summaries(records, "difficulty", ks, DIFFICULTY_ORDER).items()},
+                          for k, v in group_summaries(records, "difficulty", ks, DIFFICULTIES).items()},
         "by_gym_difficulty": by_gd,
     }
 
@@ -191,7 +190,7 @@ def render_markdown(records: Sequence[EpisodeRecord], results: dict[str, Any], p
              ("tokens (prompt / completion)", f"{overall.prompt_tokens:,} / {overall.completion_tokens:,}")]
     lines += ["| | |", "|---|---|", *[f"| {k} | {v} |" for k, v in facts], ""]
     lines += ["## Overall", "", render_table({"all": overall}, ""), ""]
-    lines += ["## By difficulty", "", render_table(group_summaries(records, "difficulty", None, DIFFICULTY_ORDER),
+    lines += ["## By difficulty", "", render_table(group_summaries(records, "difficulty", None, DIFFICULTIES),
                                                    "difficulty"), ""]
     lines += ["## By gym", "", render_table(group_summaries(records, "gym"), "gym"), ""]
     lines += ["## How episodes ended", "", "| reason | episodes |", "|---|---|"]
@@ -216,7 +215,7 @@ def write_plot(records: Sequence[EpisodeRecord], path: Path, title: str = "") ->
         import matplotlib.pyplot as plt
     except ImportError:
         return False
-    groups = group_summaries(records, "difficulty", None, DIFFICULTY_ORDER)
+    groups = group_summaries(records, "difficulty", None, DIFFICULTIES)
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
     names = list(groups) or ["-"]
     rates = [100 * groups[n].success_rate for n in groups] or [0.0]

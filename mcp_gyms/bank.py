@@ -31,12 +31,12 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .files import atomic_write
+from .protocol import DEFAULT_MAX_STEPS, DIFFICULTIES, Difficulty
 
 __all__ = [
     "BANK_FORMAT",
     "Bank",
     "BankError",
-    "Difficulty",
     "GymRecord",
     "GymSummary",
     "Provenance",
@@ -47,8 +47,6 @@ __all__ = [
 ]
 
 BANK_FORMAT = "codegym-bank/1"
-Difficulty = Literal["easy", "medium", "hard"]
-DIFFICULTIES: tuple[Difficulty, ...] = ("easy", "medium", "hard")
 _ID = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$"
 
 
@@ -98,7 +96,7 @@ class GymRecord(_Record):
     code_file: str = Field("gym.py", pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*\.py$",
                            description="a file name inside the gym's folder (no path)")
     code_sha256: str | None = None
-    max_steps: int = Field(256, ge=1)
+    max_steps: int = Field(DEFAULT_MAX_STEPS, ge=1)
     tools: list[ToolInfo] = Field(default_factory=list)
     provenance: Provenance
     verification: VerificationReport | None = None

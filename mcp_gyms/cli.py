@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .bank import Bank, BankError, default_bank_path
+from .constants import DIFFICULTIES
 
 Command = Callable[[argparse.Namespace], int]
 
@@ -30,7 +31,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         return 0
     rows = [("id", "tools", "tasks", "easy/med/hard", "oracle steps", "verified")]
     for g in bank.index.gyms:
-        mix = "/".join(str(g.difficulty.get(d, 0)) for d in ("easy", "medium", "hard"))
+        mix = "/".join(str(g.difficulty.get(d, 0)) for d in DIFFICULTIES)
         steps = f"{g.mean_oracle_steps:.1f}" if g.mean_oracle_steps is not None else "-"
         rows.append((g.id, str(g.tools), str(g.tasks), mix, steps, "yes" if g.verified else "no"))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]

@@ -49,6 +49,8 @@ from typing import Any, ClassVar, get_type_hints
 
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
+from .constants import DEFAULT_MAX_STEPS
+
 __all__ = ["Gym", "tool", "ToolSpec", "GymSpec", "Call", "strip_examples", "split_args", "normalise_answer"]
 
 _TOOL_MARK = "__codegym_tool__"
@@ -78,7 +80,7 @@ class Gym:
 
     answer_type: ClassVar[Any] = Any
     answer_doc: ClassVar[str] = ""
-    max_steps: ClassVar[int] = 256
+    max_steps: ClassVar[int] = DEFAULT_MAX_STEPS
 
     def __init__(self, task: dict[str, Any], seed: int = 0) -> None:
         self.rng = random.Random(seed)

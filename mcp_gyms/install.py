@@ -31,10 +31,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .bank import DIFFICULTIES, Bank
+from .bank import Bank
 from .episodes import EpisodeError, resolve_task
 from .files import atomic_write
-from .protocol import EPISODE_NAME
+from .protocol import DIFFICULTIES, EPISODE_NAME
 
 __all__ = ["HOSTS", "add_arguments", "codegym_command", "default_config_path", "merge_entry", "run", "server_entry"]
 

@@ -45,8 +45,14 @@ from typing import Any, Literal
 import mcp_types as types
 from pydantic import BaseModel, ConfigDict, Field
 
+from .constants import DEFAULT_MAX_STEPS, DIFFICULTIES, Difficulty
+
 __all__ = [
+    "DEFAULT_MAX_STEPS",
+    "DIFFICULTIES",
     "TOKEN_ENV",
+    "Difficulty",
+    "wire_schema",
     "openai_function_tools",
     "CONTROL_META_KEY",
     "EPISODE_META_KEY",
@@ -87,7 +93,6 @@ METHOD_STATUS = "codegym/episodes/status"
 METHOD_CLOSE = "codegym/episodes/close"
 METHOD_ORACLE = "codegym/oracle"
 
-Difficulty = Literal["easy", "medium", "hard"]
 
 
 class ErrorCode:
@@ -172,31 +177,41 @@ class OraclePlan(types.Result):
 
 
 class StepOutcome(_Wire):
-    """The ``structuredContent`` of every gym tool result."""
+    """The outcome of one tool call: the ``structuredContent`` of every gym tool result."""
 
-    observation: str
-    reward: float = 0.0
-    done: bool = False
-    terminated: bool = False
-    truncated: bool = False
-    steps: int = 0
-    error: str | None = Field(None, description="None for a good call, else the kind of bad call")
+    observation: str = Field(description="what the tool returned (also the result's text content)")
+    reward: float = Field(0.0, description="1 for a Done with the right answer, else 0")
+    done: bool = Field(False, description="the episode has ended (terminated or truncated)")
+    terminated: bool = Field(False, description="Done was called")
+    truncated: bool = Field(False, description="the step budget was spent without Done")
+    steps: int = Field(0, description="calls made in this episode so far, bad calls included")
+    error: str | None = Field(None, description="null for a good call, else the kind of bad call (ErrorKind)")
+
+
+def wire_schema(model: type[BaseModel], mode: Literal["validation", "serialization"] = "serialization",
+                ) -> dict[str, Any]:
+    """The JSON Schema of a wire model as MCP tools carry it: generated from the model (so it cannot drift
+    from it), camelCase names, no titles and no model docstring (the tool describes itself). In
+    ``serialization`` mode every field is required,
+    because the server always sends every field."""
+    schema = model.model_json_schema(by_alias=True, mode=mode)
+
+    def untitled(node: Any) -> Any:
+        if isinstance(node, dict):
+            return {k: untitled(v) for k, v in node.items() if not (k == "title" and isinstance(v, str))}
+        if isinstance(node, list):
+            return [untitled(v) for v in node]
+        return node
+
+    schema = untitled(schema)
+    schema.pop("description", None)
+    if mode == "serialization":
+        schema["required"] = list(schema.get("properties", {}))
+    return schema
 
 
 #: ``outputSchema`` of the gym tools (what ``structuredContent`` holds).
-STEP_OUTPUT_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "observation": {"type": "string"},
-        "reward": {"type": "number"},
-        "done": {"type": "boolean"},
-        "terminated": {"type": "boolean"},
-        "truncated": {"type": "boolean"},
-        "steps": {"type": "integer"},
-        "error": {"anyOf": [{"type": "string"}, {"type": "null"}]},
-    },
-    "required": ["observation", "reward", "done", "terminated", "truncated", "steps", "error"],
-}
+STEP_OUTPUT_SCHEMA: dict[str, Any] = wire_schema(StepOutcome)
 
 
 # --- requests (what the client sends) ----------------------------------------------------------

@@ -50,7 +50,7 @@ from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp.server.transport_security import TransportSecuritySettings
 from mcp.shared.exceptions import MCPError
 from mcp.shared.message import SessionMessage
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.applications import Starlette
 from starlette.datastructures import Headers
 from starlette.requests import Request
@@ -59,7 +59,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import __version__
-from .bank import DIFFICULTIES, Bank
+from .bank import Bank
 from .episode import StepResult
 from .episodes import (
     DEFAULT_IDLE_TIMEOUT_S,
@@ -74,6 +74,7 @@ from .episodes import (
 from .metrics import PROMETHEUS_CONTENT_TYPE, prometheus_text
 from .protocol import (
     CONTROL_META_KEY,
+    DIFFICULTIES,
     EPISODE_META_KEY,
     EPISODE_NAME,
     METHOD_CLOSE,
@@ -83,6 +84,7 @@ from .protocol import (
     START_TOOL,
     STEP_OUTPUT_SCHEMA,
     TOKEN_ENV,
+    Difficulty,
     EpisodeInfo,
     EpisodeParams,
     EpisodeStatus,
@@ -90,6 +92,7 @@ from .protocol import (
     OraclePlan,
     StartParams,
     StepOutcome,
+    wire_schema,
 )
 from .ready import ReadyInfo
 from .sandbox import SandboxLimits, SandboxPool
@@ -135,24 +138,17 @@ class StartupTask:
 
 
 class _StartTaskArguments(BaseModel):
+    """The arguments of the ``StartTask`` control tool (its input schema is generated from this model)."""
+
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    task: int | str | None = None
-    difficulty: Literal["easy", "medium", "hard"] | None = None
-    seed: int | None = None
+    task: int | str | None = Field(None, description="task index (0-based) or task id; default: restart the "
+                                                     "current task")
+    difficulty: Difficulty | None = Field(None, description="without task: go to the next task of this difficulty")
+    seed: int | None = Field(None, description="episode seed; default: the task's own seed")
 
 
-_START_TOOL_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "task": {"anyOf": [{"type": "integer"}, {"type": "string"}],
-                 "description": "task index (0-based) or task id; default: restart the current task"},
-        "difficulty": {"type": "string", "enum": list(DIFFICULTIES),
-                       "description": "without task: go to the next task of this difficulty"},
-        "seed": {"type": "integer", "description": "episode seed; default: the task's own seed"},
-    },
-    "additionalProperties": False,
-}
+_START_TOOL_SCHEMA: dict[str, Any] = wire_schema(_StartTaskArguments, mode="validation")
 _START_TOOL_DOC = (
     "Start (or restart) a task of this gym. This is a control of the session, not part of the task: it "
     "throws away the current episode. Without arguments it restarts the current task; `task` picks a task "

@@ -48,6 +48,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from eval.evaluation import EvalConfig, EvalError, run_evaluation
 from mcp_gyms.bank import Bank, BankError
+from mcp_gyms.constants import DEFAULT_MAX_STEPS
 from mcp_gyms.files import atomic_write
 from mcp_gyms.verify import GymSource
 
@@ -87,7 +88,7 @@ class DifficultyModel(BaseModel):
     model: str = Field(min_length=1)
     base_url: str | None = Field(None, description="OpenAI-compatible endpoint (None: the openai default)")
     api_key: SecretStr | None = Field(None, exclude=True)
-    max_turns: int = Field(256, ge=1)
+    max_turns: int = Field(DEFAULT_MAX_STEPS, ge=1)
     temperature: float | None = Field(0.7, ge=0)
     top_p: float | None = Field(0.95, gt=0, le=1)
     max_tokens: int | None = Field(None, ge=1)

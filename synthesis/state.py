@@ -18,6 +18,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from mcp_gyms.bank import GymRecord, TaskRecord
+from mcp_gyms.constants import DEFAULT_MAX_STEPS
 from mcp_gyms.files import atomic_write
 
 from .calling import CallSpec
@@ -83,7 +84,7 @@ class ProblemState(_Model):
     call: CallSpec = Field(default_factory=CallSpec)
     draft: GymDraft | None = None
     tools: list[dict[str, Any]] = Field(default_factory=list)
-    max_steps: int = 256
+    max_steps: int = DEFAULT_MAX_STEPS
     inputs: list[InputResult] = Field(default_factory=list)
     tasks: list[TaskRecord] = Field(default_factory=list)
     candidates: list[CandidateResult] = Field(default_factory=list)

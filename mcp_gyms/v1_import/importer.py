@@ -61,7 +61,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from mcp_gyms.bank import (
     Bank,
     BankError,
-    Difficulty,
     GymRecord,
     Provenance,
     TaskRecord,
@@ -69,6 +68,7 @@ from mcp_gyms.bank import (
     slug,
 )
 from mcp_gyms.gym import DONE, OBSERVE
+from mcp_gyms.protocol import Difficulty
 from mcp_gyms.sandbox import GymCode, SandboxPool
 from mcp_gyms.v1 import PRELOAD
 from mcp_gyms.verify import REFERENCE_LIMITS, GymSource, GymVerdict, verify_gym
