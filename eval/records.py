@@ -9,7 +9,7 @@ Contract of a record:
 
   ============== ==========================================================================================
   done           the policy called ``Done`` (``done`` is true; reward 0 or 1)
-  step_budget    the server's step budget ran out (``truncated``; reward 0)
+  step_budget    the server's step budget ran out (``truncated``, as on the wire; reward 0)
   max_turns      the policy used ``--max-turns`` model turns without ending the episode (reward 0)
   no_tool_call   the model answered without any tool call, or its reply hit ``--max-tokens`` first (reward 0)
   context_overflow the prompt outgrew the model's context window, or the reply was cut at its end (reward 0)
@@ -85,7 +85,8 @@ class EpisodeRecord(_Model):
     reward: float
     success: bool
     done: bool = Field(description="the episode ended with Done")
-    truncated: bool = Field(description="the episode ended without Done (budget, turns, errors)")
+    truncated: bool = Field(description="the server's step budget was spent without Done (as on the wire); "
+                                        "``done`` false means the episode ended without Done for any reason")
     reason: Reason
     error: str | None = Field(None, description="what went wrong (model_error, timeout, server_error, ...)")
     turns: int = 0

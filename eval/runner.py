@@ -119,7 +119,7 @@ async def play_episode(access: GymAccess, policy: Policy, job: Job, *, episode_t
     try:
         session = await _start(access, job, start_attempts, start_backoff_s)
     except ServerError as exc:
-        return EpisodeRecord(**base, seed=-1, reward=0.0, success=False, done=False, truncated=True,
+        return EpisodeRecord(**base, seed=-1, reward=0.0, success=False, done=False, truncated=False,
                              reason="server_error", error=f"could not start the episode: {exc}",
                              wall_s=round(time.monotonic() - t0, 3))
     ep = EpisodeDriver(job.gym, job.task, job.sample, session, started=t0)
@@ -150,7 +150,7 @@ async def play_episode(access: GymAccess, policy: Policy, job: Job, *, episode_t
     info = session.info
     return EpisodeRecord(
         **base, seed=info.seed, reward=ep.reward if ep.terminated else 0.0, success=ep.terminated and ep.reward >= 1,
-        done=ep.terminated, truncated=not ep.terminated, reason=reason, error=error, turns=ep.turns,
+        done=ep.terminated, truncated=reason == "step_budget", reason=reason, error=error, turns=ep.turns,
         tool_calls=len(ep.calls), invalid_calls=ep.invalid_calls, tool_errors=ep.tool_errors, steps=ep.steps,
         max_steps=info.max_steps, prompt_tokens=ep.prompt_tokens, completion_tokens=ep.completion_tokens,
         retries=ep.retries, wall_s=round(time.monotonic() - t0, 3), messages=ep.messages, calls=ep.calls)

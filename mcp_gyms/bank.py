@@ -30,8 +30,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from .constants import DEFAULT_MAX_STEPS, DIFFICULTIES, Difficulty
 from .files import atomic_write
-from .protocol import DEFAULT_MAX_STEPS, DIFFICULTIES, Difficulty
 
 __all__ = [
     "BANK_FORMAT",
@@ -41,7 +41,7 @@ __all__ = [
     "GymSummary",
     "Provenance",
     "TaskRecord",
-    "ToolInfo",
+    "ToolRecord",
     "VerificationReport",
     "default_bank_path",
 ]
@@ -58,7 +58,7 @@ class _Record(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class ToolInfo(_Record):
+class ToolRecord(_Record):
     """A tool as the agent sees it."""
 
     name: str
@@ -97,7 +97,7 @@ class GymRecord(_Record):
                            description="a file name inside the gym's folder (no path)")
     code_sha256: str | None = None
     max_steps: int = Field(DEFAULT_MAX_STEPS, ge=1)
-    tools: list[ToolInfo] = Field(default_factory=list)
+    tools: list[ToolRecord] = Field(default_factory=list)
     provenance: Provenance
     verification: VerificationReport | None = None
 

@@ -25,7 +25,7 @@ from typing import Any
 
 import anyio
 
-from mcp_gyms.bank import Bank, BankError, GymRecord, TaskRecord, ToolInfo, VerificationReport, read_tasks
+from mcp_gyms.bank import Bank, BankError, GymRecord, TaskRecord, ToolRecord, VerificationReport, read_tasks
 from mcp_gyms.gym import normalise_answer
 from mcp_gyms.sandbox import GymCode, SandboxError, SandboxLimits, SandboxPool
 from mcp_gyms.v1 import worker_preload
@@ -220,7 +220,7 @@ def _write_back(bank: Bank, sources: list[GymSource], verdicts: list[GymVerdict]
         tasks = [t.model_copy(update={"oracle_steps": steps.get(t.id)}) for t in source.tasks
                  if t.id in kept_ids or not verdict.verified]
         record = source.record.model_copy(update={
-            "tools": [ToolInfo(**t) for t in verdict.tools],
+            "tools": [ToolRecord(**t) for t in verdict.tools],
             "verification": verdict.report(),
         })
         bank.put_gym(record, source.code, tasks)

@@ -40,7 +40,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 import anyio
 from pydantic import BaseModel, ConfigDict, Field
 
-from mcp_gyms.bank import DIFFICULTIES, GymRecord, Provenance, TaskRecord, ToolInfo
+from mcp_gyms.bank import GymRecord, Provenance, TaskRecord, ToolRecord
+from mcp_gyms.constants import DIFFICULTIES
 from mcp_gyms.sandbox import GymCode, SandboxError, SandboxLimits, SandboxPool
 from mcp_gyms.verify import (
     MAX_ANSWER_CHARS,
@@ -470,7 +471,7 @@ def _record(ctx: Context) -> GymRecord:
     oracle = next((c.origin for c in state.candidates if c.status == "oracle"), "?")
     return GymRecord(
         id=state.gym_id, title=draft.title, class_name=draft.class_name, task_text=draft.task_text,
-        max_steps=state.max_steps, tools=[ToolInfo(**t) for t in state.tools],
+        max_steps=state.max_steps, tools=[ToolRecord(**t) for t in state.tools],
         provenance=Provenance(source=ctx.problem.source, problem_id=ctx.problem.id,
                               notes=f"synthesized by codegym synth (model {model}, oracle candidate {oracle})"),
     )
@@ -488,7 +489,7 @@ async def stage_verify(ctx: Context) -> StageResult:
     kept_ids = {t.task_id for t in verdict.tasks if t.kept}
     state.tasks = [t.model_copy(update={"oracle_steps": steps[t.id]}) for t in state.tasks if t.id in kept_ids]
     state.record = source.record.model_copy(update={
-        "tools": [ToolInfo(**t) for t in verdict.tools], "verification": verdict.report()})
+        "tools": [ToolRecord(**t) for t in verdict.tools], "verification": verdict.report()})
     return _passed("verify", checks=verdict.checks, tasks=len(state.tasks))
 
 

@@ -97,7 +97,7 @@ def test_invalid_calls_are_observations_not_the_end(llm, gym_server, tmp_path: P
 
 def test_no_tool_call_ends_the_episode(llm, gym_server, tmp_path: Path) -> None:
     rec = only(play(llm, gym_server, tmp_path, "silent"))
-    assert (rec.reason, rec.reward, rec.done, rec.truncated, rec.tool_calls) == ("no_tool_call", 0.0, False, True, 0)
+    assert (rec.reason, rec.reward, rec.done, rec.truncated, rec.tool_calls) == ("no_tool_call", 0.0, False, False, 0)
 
 
 def test_reply_cut_by_the_context_window_is_an_overflow(llm, gym_server, tmp_path: Path) -> None:

@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import ast
+import importlib
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,8 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("mcp_gyms", "synthesis", "eval", "rl")
 CLI = ROOT / "mcp_gyms" / "cli.py"
+#: Files that run inside a sandbox with a path of their own, not as modules of the project.
+RUN_AS_SCRIPTS = ("synthesis.sandboxed.",)
 
 #: Runtime modules that run gym code in this process or manage the processes that do.
 GYM_CODE_MODULES = {"mcp_gyms.sandbox", "mcp_gyms.sandbox_worker", "mcp_gyms.zygote", "mcp_gyms.jail",
@@ -106,3 +109,18 @@ def test_the_checker_sees_imports_inside_functions_and_relative_ones(tmp_path: P
     assert not _breaks("evaluation", FORBIDDEN["mcp_gyms"])
     top = {name for _, name in _imports(sample, module="mcp_gyms.probe", top_level_only=True)}
     assert not top & {"eval.cli", "rl.gyms"}
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_every_module_imports(package: str) -> None:
+    """Every module of the package imports (a name moved or renamed elsewhere breaks it here, not in a user's hands)."""
+    failed = []
+    for path in _sources(package):
+        name = _module_name(path)
+        if name.startswith(RUN_AS_SCRIPTS):
+            continue
+        try:
+            importlib.import_module(name)
+        except Exception as exc:  # noqa: BLE001 - report every module that fails, with why
+            failed.append(f"{name}: {type(exc).__name__}: {exc}")
+    assert not failed, "\n".join(failed)

@@ -64,7 +64,7 @@ from mcp_gyms.bank import (
     GymRecord,
     Provenance,
     TaskRecord,
-    ToolInfo,
+    ToolRecord,
     slug,
 )
 from mcp_gyms.gym import DONE, OBSERVE
@@ -977,7 +977,7 @@ async def _import_one(path: Path, rows: RowIndex, claimed: set[str], bank: Bank,
         if task.id in {t.task_id for t in verdict.tasks if t.kept}:
             answer = await reference_pool.reference_answer(gym, task.config)
             kept.append(task.model_copy(update={"oracle_steps": steps[task.id], "answer": answer}))
-    record = record.model_copy(update={"tools": [ToolInfo(**t) for t in verdict.tools],
+    record = record.model_copy(update={"tools": [ToolRecord(**t) for t in verdict.tools],
                                        "verification": verdict.report()})
     bank.put_gym(record, code, kept)
     report.status, report.stage = "imported", "done"
