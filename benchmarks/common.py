@@ -158,7 +158,7 @@ def _stop(proc: subprocess.Popen[str]) -> None:
 
 
 def listen_socket(port: int = 0) -> socket.socket:
-    """A listening TCP socket on 127.0.0.1 set up as the gym server's own (see ``mcp_gyms.server``):
+    """A listening TCP socket on 127.0.0.1 set up as the gym server's own (see ``mcp_gyms.http_service``):
     IPPROTO_TCP so asyncio sets TCP_NODELAY on accepted connections, and a deep backlog."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -168,7 +168,7 @@ def listen_socket(port: int = 0) -> socket.socket:
     return sock
 
 
-#: uvicorn settings shared by the benchmark's helper servers, as ``mcp_gyms.server.uvicorn_config`` has
+#: uvicorn settings shared by the benchmark's helper servers, as ``mcp_gyms.http_service.uvicorn_config`` has
 #: them (keep-alive longer than the client's, so no request meets a connection being closed).
 UVICORN = {"log_level": "warning", "lifespan": "on", "ws": "none", "timeout_graceful_shutdown": 2,
            "timeout_keep_alive": 75}

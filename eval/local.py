@@ -1,6 +1,6 @@
 """A local gym server for an evaluation run: a bank served over streamable HTTP on 127.0.0.1.
 
-:class:`LocalServer` runs :class:`mcp_gyms.server.HttpService` (the same service as
+:class:`LocalServer` runs :class:`mcp_gyms.http_service.HttpService` (the same service as
 ``codegym serve --http``) under uvicorn in a background thread with its own event loop, on a free
 loopback port, and stops it (gracefully: in-flight calls finish, sandbox workers stop) on exit. The
 evaluator then talks to it over MCP exactly as it would to a remote server; nothing of the gyms runs in
@@ -59,7 +59,7 @@ class LocalServer:
         import uvicorn
 
         from mcp_gyms.bank import Bank
-        from mcp_gyms.server import HttpService, bind_socket, uvicorn_config
+        from mcp_gyms.http_service import HttpService, bind_socket, uvicorn_config
 
         bank = Bank.open(self.bank_path)
         missing = [g for g in self.gyms or () if g not in bank]

@@ -12,7 +12,7 @@ Usage::
 Contract:
 
 - **Targets.** :func:`connect` takes an in-process low-level ``mcp.server.Server`` (e.g. from
-  :func:`mcp_gyms.server.open_gym_server`), :class:`mcp.StdioServerParameters` or a command list (a
+  :func:`mcp_gyms.gym_server.open_gym_server`), :class:`mcp.StdioServerParameters` or a command list (a
   stdio server subprocess), or an ``http(s)://`` URL of one gym's endpoint (optional bearer ``token``).
 - **Episodes** follow :mod:`mcp_gyms.protocol`: :meth:`GymConnection.start` sends
   ``codegym/episodes/start`` and every call carries the handle in ``_meta["codegym/episode"]``. Against

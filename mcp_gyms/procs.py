@@ -2,7 +2,7 @@
 
 This process (the supervisor) binds N listening sockets (ports PORT..PORT+N-1, or N free ports with
 ``--port 0``) and starts N children (``python -m mcp_gyms.procs``). Each child is a full
-:class:`~mcp_gyms.server.HttpService` on one of those sockets: its own event loop, episodes, MCP sessions,
+:class:`~mcp_gyms.http_service.HttpService` on one of those sockets: its own event loop, episodes, MCP sessions,
 sandbox pool and ``/metrics``; ``--workers`` and ``--max-episodes`` are shared out among them
 (:func:`mcp_gyms.server.http_service`). The supervisor serves nothing itself and costs nothing per call.
 
@@ -16,7 +16,7 @@ ordinary server.
 Lifecycle:
 
 - Ready: each child says so through a pipe once its app serves. When all have, the supervisor prints the
-  URLs and writes ``--ready-file`` (:class:`~mcp_gyms.server.ReadyInfo`, atomically). If a port cannot be
+  URLs and writes ``--ready-file`` (:class:`~mcp_gyms.ready.ReadyInfo`, atomically). If a port cannot be
   bound, nothing starts (exit 2). If a child exits before it is ready, or is not ready within
   :data:`START_TIMEOUT_S`, the others are stopped and the supervisor exits 1, naming the process and port.
 - A child that exits later (a crash): the supervisor stops the others and exits 1; whoever runs it
@@ -47,7 +47,9 @@ import uvicorn
 from pydantic import BaseModel
 
 from .bank import Bank
-from .server import ReadyInfo, announce, base_url, bind_socket, http_service, uvicorn_config
+from .http_service import announce, base_url, bind_socket, uvicorn_config
+from .ready import ReadyInfo
+from .server import http_service
 
 __all__ = ["START_TIMEOUT_S", "STOP_GRACE_S", "serve_processes"]
 

@@ -24,7 +24,7 @@ import pytest
 
 from mcp_gyms.bank import Bank
 from mcp_gyms.client import connect
-from mcp_gyms.server import open_gym_server
+from mcp_gyms.gym_server import open_gym_server
 
 GYM = "mountain_peak"
 REPO = Path(__file__).resolve().parent.parent

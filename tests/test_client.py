@@ -18,8 +18,9 @@ from test_server_support import running_http, sandbox_workers, sleepy_bank, spaw
 
 from mcp_gyms.bank import Bank
 from mcp_gyms.client import CallInterrupted, ConnectionLost, EpisodeRequestError, ToolInfo, connect
+from mcp_gyms.gym_server import open_gym_server
+from mcp_gyms.http_service import HttpService
 from mcp_gyms.protocol import ErrorCode
-from mcp_gyms.server import HttpService, open_gym_server
 
 GYM = "mountain_peak"
 

@@ -13,8 +13,8 @@ from jsonschema import Draft7Validator, Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
 from mcp_gyms.bank import Bank
+from mcp_gyms.gym_server import _START_TOOL_SCHEMA
 from mcp_gyms.protocol import STEP_OUTPUT_SCHEMA, StepOutcome
-from mcp_gyms.server import _START_TOOL_SCHEMA
 
 VALIDATORS = [Draft202012Validator, Draft7Validator]
 

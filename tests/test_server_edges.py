@@ -13,7 +13,7 @@ from test_server_http import ACCEPT, LegacySession, endpoint, modern
 from test_server_support import REPO, SERVER, running_http
 
 from mcp_gyms.bank import Bank
-from mcp_gyms.server import HttpService
+from mcp_gyms.http_service import HttpService
 
 GYM = "mountain_peak"
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import random
+import signal
 
 import anyio
 import httpx
@@ -19,9 +20,9 @@ from test_server_support import running_http, sleepy_bank, spawn_http
 
 from mcp_gyms.bank import Bank
 from mcp_gyms.client import Episode, EpisodeRequestError, connect
+from mcp_gyms.http_service import HttpService
 from mcp_gyms.protocol import CONTROL_META_KEY, EPISODE_META_KEY, START_TOOL, ErrorCode
 from mcp_gyms.sandbox import GymCode, SandboxLimits, SandboxPool
-from mcp_gyms.server import HttpService
 
 GYM = "mountain_peak"
 MODERN_META = {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
@@ -411,7 +412,8 @@ async def test_500_concurrent_episodes_match_sequential_play(bank: Bank) -> None
             assert all(s.ended == "done" for s in [await episodes[i].status() for i in range(0, n, 50)])
     finally:
         proc.terminate()
-        assert proc.wait(timeout=30) is not None
+        # uvicorn stops gracefully on SIGTERM and then ends by the same signal; anything else is a crash
+        assert proc.wait(timeout=30) in (0, -signal.SIGTERM), "the server did not stop cleanly on SIGTERM"
 
     # the same calls, one episode at a time, straight on a sandbox pool
     gym_code = GymCode(bank.code(GYM), bank.gym(GYM).class_name)

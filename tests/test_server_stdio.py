@@ -165,7 +165,7 @@ def test_stdio_start_up_errors() -> None:
 
 async def test_in_process_server_object(bank: Bank) -> None:
     """The same server as an in-process object: what an evaluator embeds without a subprocess."""
-    from mcp_gyms.server import open_gym_server
+    from mcp_gyms.gym_server import open_gym_server
 
     async with open_gym_server(bank, GYM) as server, connect(server) as gym:
         eps = [await gym.start(task=i) for i in range(4)]

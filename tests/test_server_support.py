@@ -1,6 +1,6 @@
 """Helpers shared by the serving tests (this module holds no tests of its own).
 
-- :func:`running_http`: an :class:`~mcp_gyms.server.HttpService` under a real uvicorn on 127.0.0.1, a free port.
+- :func:`running_http`: an :class:`~mcp_gyms.http_service.HttpService` under a real uvicorn on 127.0.0.1, a free port.
 - :func:`spawn_http` / :func:`spawn_http_ready`: ``python -m mcp_gyms.server --http`` as a real subprocess,
   found through its ``--ready-file``; returns it and its base URL (or the whole ready file).
 - :func:`sleepy_bank`: a temporary bank with one bundled gym and a test gym whose ``Sleep`` tool is slow.
@@ -25,7 +25,8 @@ from conftest import gym_code
 
 from benchmarks.common import descendants, sandbox_workers  # noqa: F401 - re-exported for the server tests
 from mcp_gyms.bank import Bank, GymRecord, Provenance, TaskRecord, default_bank_path
-from mcp_gyms.server import HttpService, ReadyInfo, bind_socket
+from mcp_gyms.http_service import HttpService, bind_socket
+from mcp_gyms.ready import ReadyInfo
 
 SERVER = [sys.executable, "-m", "mcp_gyms.server"]
 REPO = Path(__file__).resolve().parent.parent
@@ -79,7 +80,7 @@ def spawn_http(*args: str, env: dict[str, str] | None = None, timeout: float = 6
 
 def spawn_http_ready(*args: str, env: dict[str, str] | None = None, timeout: float = 60.0,
                      ) -> tuple[subprocess.Popen[str], ReadyInfo]:
-    """:func:`spawn_http`, returning the whole :class:`~mcp_gyms.server.ReadyInfo` (every URL and pid)."""
+    """:func:`spawn_http`, returning the whole :class:`~mcp_gyms.ready.ReadyInfo` (every URL and pid)."""
     ready_dir = Path(tempfile.mkdtemp(prefix="codegym-ready-"))
     ready_file = ready_dir / "ready.json"
     procs = [] if "--procs" in args else ["--procs", "1"]
