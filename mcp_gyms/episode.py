@@ -95,7 +95,8 @@ class Episode:
         self.reward = 0.0
         self.terminated = False
         self.truncated = False
-        self._snapshot()  # fail now, not mid-episode, if the state cannot be snapshotted
+        # the committed state, pickled: fails now, not mid-episode, if the state cannot be snapshotted
+        self._committed = self._snapshot()
 
     @property
     def done(self) -> bool:
@@ -135,12 +136,14 @@ class Episode:
         if name == DONE:
             return self._done(kwargs["answer"])
 
-        snapshot = self._snapshot()
+        # The snapshot taken after the last call that changed the state is the state now: only calls
+        # of this episode run its gym's methods, and a call that failed was rolled back to it.
+        snapshot = self._committed
         try:
             value = self.gym.observe() if name == OBSERVE else getattr(self.gym, name)(**kwargs)
             # str.__str__ makes a plain str of a str subclass (whose __len__ could lie)
             observation = str.__str__(value) if isinstance(value, str) else json.dumps(value)
-            self._snapshot()  # the new state must be one that can be saved, or the call is refused
+            after = self._snapshot()  # the new state must be one that can be saved, or the call is refused
         except MemoryError:
             self._restore(snapshot)
             return self._error(ErrorKind.MEMORY_LIMIT, f"{name} ran out of memory; the state is unchanged")
@@ -154,6 +157,7 @@ class Episode:
                 f"{name} returned {len(observation):,} characters, over the limit of "
                 f"{self.max_observation_chars:,}; the state is unchanged",
             )
+        self._committed = after
         return StepResult(observation, 0.0, False, False, self.steps)
 
     def _done(self, answer: Any) -> StepResult:

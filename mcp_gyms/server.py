@@ -190,10 +190,12 @@ def _text(text: str) -> list[types.TextContent]:
 
 
 def _step_result(result: StepResult, handle: str | None) -> types.CallToolResult:
-    outcome = StepOutcome(observation=result.observation, reward=result.reward, done=result.done,
-                          terminated=result.terminated, truncated=result.truncated, steps=result.steps,
-                          error=result.error)
-    return types.CallToolResult(content=_text(result.observation), structured_content=outcome.model_dump(),
+    # StepOutcome's fields, built as a dict: this runs on every call, and the sandbox already checked
+    # every field's type (see SandboxEpisode._checked)
+    outcome = {"observation": result.observation, "reward": float(result.reward), "done": result.done,
+               "terminated": result.terminated, "truncated": result.truncated, "steps": result.steps,
+               "error": result.error}
+    return types.CallToolResult(content=_text(result.observation), structured_content=outcome,
                                 is_error=result.error is not None,
                                 _meta={EPISODE_META_KEY: handle} if handle else None)
 
