@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import resource
 import secrets
 import shutil
@@ -210,7 +211,8 @@ def report(servers: list[Server], args: argparse.Namespace) -> int:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=3, help="alternating timed runs per server (default 3)")
+    parser.add_argument("--rounds", type=int, default=int(os.environ.get("BENCH_REPEATS", "3")),
+                        help="alternating timed runs per server (default: $BENCH_REPEATS, else 3)")
     parser.add_argument("--seconds", type=float, default=8.0, help="length of one timed run (default 8)")
     parser.add_argument("--warmup", type=float, default=2.0, help="untimed warm-up per server (default 2)")
     parser.add_argument("--connections", type=int, default=64)
