@@ -162,6 +162,11 @@ async def _normalise_tool_call(ctx: ServerRequestContext[Any, Any], call_next: A
     if ctx.method != "tools/call":
         return await call_next(ctx)
     raw = ctx.params
+    if isinstance(raw, Mapping) and isinstance(raw.get("name"), str):  # the usual call: nothing to change
+        arguments, meta = raw.get("arguments"), raw.get("_meta")
+        if (arguments is None or isinstance(arguments, Mapping)) and (
+                meta is None or (isinstance(meta, Mapping) and _RAW_ARGUMENTS_KEY not in meta)):
+            return await call_next(ctx)
     params = dict(raw) if isinstance(raw, Mapping) else {}
     meta = params.get("_meta")
     meta = dict(meta) if isinstance(meta, Mapping) else ({} if meta is None else meta)
