@@ -19,9 +19,13 @@ locally. Rules, for every call, whoever makes it (agent or oracle):
 
 from __future__ import annotations
 
+import array
 import copy
+import copyreg
+import io
 import json
 import pickle
+import random
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -72,6 +76,28 @@ class OracleResult:
     steps: int
     calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     error: str | None = None
+
+
+def _random_from(version: int, words: bytes, gauss_next: float | None) -> random.Random:
+    """A ``random.Random`` in the state :func:`_reduce_random` saved."""
+    rng = random.Random()
+    rng.setstate((version, tuple(array.array("I", words)), gauss_next))
+    return rng
+
+
+def _reduce_random(rng: random.Random) -> Any:
+    """Pickle a ``random.Random`` (every gym's ``self.rng``) as its 625 state words packed in bytes: the
+    default form pickles them as 625 separate ints, which made it most of a snapshot's cost."""
+    version, words, gauss_next = rng.getstate()
+    try:
+        packed = array.array("I", words).tobytes()
+    except OverflowError:  # not the Mersenne Twister state this packing expects
+        return rng.__reduce__()
+    return _random_from, (version, packed, gauss_next)
+
+
+#: How snapshots pickle: as pickle does, but ``random.Random`` itself (exactly) the fast way above.
+_SNAPSHOT_REDUCERS = {**copyreg.dispatch_table, random.Random: _reduce_random}
 
 
 class Episode:
@@ -176,7 +202,11 @@ class Episode:
 
     def _snapshot(self) -> bytes:
         try:
-            return pickle.dumps(self.gym.__dict__, protocol=pickle.HIGHEST_PROTOCOL)
+            out = io.BytesIO()
+            pickler = pickle.Pickler(out, protocol=pickle.HIGHEST_PROTOCOL)
+            pickler.dispatch_table = _SNAPSHOT_REDUCERS
+            pickler.dump(self.gym.__dict__)
+            return out.getvalue()
         except MemoryError:
             raise  # the memory limit, not a state that cannot be pickled: the sandbox reports it as such
         except Exception as exc:
