@@ -73,11 +73,15 @@ class Server:
 
 
 def codegym_server(label: str, checkout: Path | None = None) -> Server:
-    """``codegym serve --http`` of this checkout, or of ``checkout`` (its ``mcp_gyms`` first on sys.path)."""
+    """``codegym serve --http`` of this checkout, or of ``checkout`` (its ``mcp_gyms`` first on sys.path), as
+    one server process (``--procs 1`` where the checkout has that option): this measures the cost of a call
+    in one process; how capacity grows with processes is another measurement."""
     boot = "import sys; from mcp_gyms.cli import main; sys.exit(main())"
     if checkout is not None:
         boot = f"import sys; sys.path.insert(0, {str(checkout)!r}); " + boot
-    return Server(label, [PY, "-c", boot, *SERVE], f"/gyms/{GYM}/mcp")
+    server_py = (checkout or HERE.parent) / "mcp_gyms" / "server.py"
+    procs = ["--procs", "1"] if '"--procs"' in server_py.read_text() else []
+    return Server(label, [PY, "-c", boot, *SERVE, *procs], f"/gyms/{GYM}/mcp")
 
 
 async def start_episodes(url: str, n: int) -> list[str]:
