@@ -104,9 +104,9 @@ async def start_episodes(url: str, n: int) -> list[str]:
 def run_wrk(url: str, handles: Path, seconds: float, connections: int, threads: int) -> tuple[dict[str, Any], float]:
     """One wrk run; returns (its NATIVE_RESULT record, wrk's own CPU seconds)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    proc = subprocess.run(["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds:g}s", "--timeout", "30s",
+    proc = subprocess.run([shutil.which("wrk") or "wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds:g}s", "--timeout", "30s",
                            "-s", str(SCRIPT), url], capture_output=True, text=True,
-                          env={"HANDLES_FILE": str(handles), "PATH": "/usr/bin:/bin:/usr/local/bin"})
+                          env={"HANDLES_FILE": str(handles), "PATH": os.environ.get("PATH", "/usr/bin:/bin")})
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("NATIVE_RESULT ")), None)
     if proc.returncode != 0 or line is None:
@@ -146,6 +146,10 @@ def main(args: argparse.Namespace) -> int:
     servers = [Server("(a) bare SDK", BARE, "/mcp", episodes=False), codegym_server("(b) codegym")]
     for spec in args.compare:
         label, _, checkout = spec.partition("=")
+        if not label or not checkout or not (Path(checkout) / "mcp_gyms" / "server.py").is_file():
+            print(f"bench_native: --compare {spec!r}: expected LABEL=CHECKOUT, a checkout of this project",
+                  file=sys.stderr)
+            return 2
         servers.append(codegym_server(f"(b) codegym {label}", Path(checkout).resolve()))
     with contextlib.ExitStack() as stack, tempfile.TemporaryDirectory(prefix="bench-native-") as tmp:
         live: list[tuple[Server, str, CpuMeter, Path]] = []
