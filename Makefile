@@ -80,3 +80,10 @@ check-gpu-resolve: $(STAMP)
 	$(BIN)/python scripts/check_gpu_resolve.py
 test: check-gpu-resolve
 .PHONY: check-gpu-resolve
+
+# The native load generator of benchmarks/bench_native.py: Debian's wrk, installed only where it is missing
+# (needs root and the Debian archive; says so and fails where apt cannot reach it).
+bench-deps:
+	@command -v wrk >/dev/null || { apt-get update && apt-get install -y wrk; } || \
+		{ echo "could not install wrk with apt-get (no root, or the Debian archive is unreachable): install it by hand"; exit 1; }
+.PHONY: bench-deps

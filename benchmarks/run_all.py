@@ -34,6 +34,7 @@ BENCHMARKS: dict[str, list[str]] = {
     "sandbox": ["sandbox"],
     "verify": ["verify"],
     "serving": ["serving_options", "serving"],
+    "native": ["serving_native"],
     "memory": ["memory"],
     "rollout": ["rollout"],
     "eval": ["eval"],
@@ -109,6 +110,18 @@ def lessons(results: dict[str, dict[str, Any]]) -> list[str]:
             "so calls/s measures the machine more than the server; codegym's call also passes through one more "
             "process (server, then worker, then server), which loses more when other work competes for the "
             f"cores. {failed} failed calls for codegym over all runs, up to 2,048 concurrent episodes.")
+    native = results.get("serving_native")
+    if native and native.get("summary"):
+        rows = native["summary"]
+        bare, ours = rows.get("(a) bare SDK"), rows.get("(b) codegym")
+        if bare and ours:
+            out.append(
+                f"- **Serving, native load generator** (wrk, 64 connections, 3,000 episodes in rotation). "
+                f"codegym used {ours['cpu_ms']:.2f} ms of CPU per call (host {ours['host_ms']:.2f}, sandbox "
+                f"workers {ours['workers_ms']:.2f}) against the bare SDK server's {bare['cpu_ms']:.2f} ms: "
+                f"{ours['cpu_vs_bare']:.2f}x (target <= 1.4x), and served {ours['calls_vs_bare']:.2f}x its "
+                f"calls/s ({ours['calls_s']:,.0f} against {bare['calls_s']:,.0f}); bad responses: "
+                f"{ours['bad']} and {bare['bad']}. wrk itself used {ours['wrk_cpu_ms'] * 1e3:.0f} us per call.")
     options = results.get("serving_options")
     if options and options.get("rates") and options.get("server_cpu_ms"):
         rates, cpu = options["rates"], options["server_cpu_ms"]

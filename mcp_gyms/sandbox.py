@@ -225,7 +225,7 @@ class _Slot:
         self.loaded = False
         self.episodes = 0
         self.last_used = time.monotonic()
-        self.lock = anyio.Lock()
+        self.lock = anyio.Lock(fast_acquire=True)  # no trip through the event loop when it is free
         self.next_id = 1
         self.tmpdir: str | None = None
         self.hello: dict[str, Any] = {}
@@ -809,7 +809,7 @@ class SandboxEpisode:
     closed: bool = False
     committed: list[list[str]] = field(default_factory=list)
     _generation: int = -2  # -2: never opened; -1: lost with its worker
-    _lock: anyio.Lock = field(default_factory=anyio.Lock)
+    _lock: anyio.Lock = field(default_factory=lambda: anyio.Lock(fast_acquire=True))
 
     @property
     def done(self) -> bool:

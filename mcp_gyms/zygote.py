@@ -19,6 +19,7 @@ The zygote dies with its host (``PR_SET_PDEATHSIG``), and its children with it.
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import json
 import os
@@ -36,6 +37,7 @@ from anyio.abc import ByteReceiveStream, ByteSendStream
 
 _MAX_MESSAGE = 1 << 20
 _STARTUP_TIMEOUT_S = 60.0
+_READ_AHEAD = 1 << 20  # bytes of replies buffered from a worker before the host stops reading its pipe
 
 
 # --- the host's side ----------------------------------------------------------------------------------
@@ -43,14 +45,94 @@ class ZygoteLost(RuntimeError):
     """The zygote died or broke protocol (it is started again on the next fork)."""
 
 
+def _on_asyncio() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+class _PipeProtocol(asyncio.Protocol):
+    """What the event loop reads from a worker's reply pipe goes into ``reader``'s buffer."""
+
+    def __init__(self, reader: _PipeReader) -> None:
+        self.reader = reader
+
+    def data_received(self, data: bytes) -> None:
+        self.reader._received(data)
+
+    def eof_received(self) -> None:
+        self.reader._ended()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.reader._ended()
+
+
 class _PipeReader(ByteReceiveStream):
-    """The reading end of a pipe, as an anyio stream (non-blocking reads, woken by the event loop)."""
+    """The reading end of a pipe, as an anyio stream.
+
+    On asyncio the pipe stays registered with the event loop for as long as the stream is open (a read
+    transport fills a buffer as replies arrive; reading pauses while more than :data:`_READ_AHEAD`
+    bytes wait), so a wait for a reply costs no syscall of its own. Elsewhere it waits with
+    ``anyio.wait_readable`` and reads."""
 
     def __init__(self, fd: int) -> None:
         os.set_blocking(fd, False)
         self.fd = fd
+        self._transport: asyncio.ReadTransport | None = None
+        self._buffer = bytearray()
+        self._eof = False
+        self._waiter: asyncio.Future[None] | None = None
+
+    def _received(self, data: bytes) -> None:
+        self._buffer += data
+        if len(self._buffer) > _READ_AHEAD and self._transport is not None:
+            self._transport.pause_reading()
+        self._wake()
+
+    def _ended(self) -> None:
+        self._eof = True
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    async def _connect(self) -> None:
+        loop = asyncio.get_running_loop()
+        pipe = os.fdopen(self.fd, "rb", buffering=0)  # the transport owns the fd from now on
+        try:
+            self._transport, _ = await loop.connect_read_pipe(lambda: _PipeProtocol(self), pipe)
+        except BaseException:
+            pipe.close()
+            self.fd = -1
+            raise
 
     async def receive(self, max_bytes: int = 65536) -> bytes:
+        if self.fd < 0:
+            raise anyio.ClosedResourceError
+        if not _on_asyncio():
+            return await self._receive_polling(max_bytes)
+        if self._transport is None:
+            await self._connect()
+        while not self._buffer:
+            if self._eof:
+                raise anyio.EndOfStream
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+            if self.fd < 0:
+                raise anyio.ClosedResourceError
+        data = bytes(self._buffer[:max_bytes])
+        del self._buffer[:max_bytes]
+        if self._transport is not None and len(self._buffer) <= _READ_AHEAD and not self._eof:
+            self._transport.resume_reading()  # a no-op unless paused
+        return data
+
+    async def _receive_polling(self, max_bytes: int) -> bytes:
         while True:
             if self.fd < 0:
                 raise anyio.ClosedResourceError
@@ -66,7 +148,11 @@ class _PipeReader(ByteReceiveStream):
     async def aclose(self) -> None:
         if self.fd >= 0:
             fd, self.fd = self.fd, -1
-            os.close(fd)
+            if self._transport is not None:
+                self._transport.close()  # closes the fd
+            else:
+                os.close(fd)
+            self._wake()
 
 
 class _PipeWriter(ByteSendStream):
