@@ -40,8 +40,8 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
-from collections.abc import AsyncIterator, Mapping, Sequence
-from typing import Any, TypeVar
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from typing import Any, Generic, TypeVar
 
 import anyio
 import httpx2
@@ -138,6 +138,58 @@ class TaskListing(BaseModel):
     oracle_steps: int | None = None
 
 
+#: ``error.data`` key of the JSON-RPC error that stands for one request's failed HTTP exchange.
+_LINK_KEY = "codegym/link"
+#: The request never left this machine (no connection could be made): safe to send again, even a tool call.
+UNSENT = "unsent"
+#: The exchange broke after the request may have reached the server: its outcome is unknown.
+LOST = "lost"
+_UNSENT_ERRORS = (httpx2.ConnectError, httpx2.ConnectTimeout, httpx2.PoolTimeout)
+
+
+class _IsolatedPosts(httpx2.AsyncBaseTransport):
+    """The HTTP transport under the SDK's streamable HTTP client, failing one POST at a time.
+
+    The SDK sends every request as its own POST, in a task of the connection's task group: an exception
+    from one POST (a connection reset, a read timeout) ends that group and so fails every request in
+    flight on the MCP connection. Here a POST whose HTTP exchange fails is answered instead by a
+    JSON-RPC error for that request alone (``error.data[_LINK_KEY]`` says whether it was :data:`UNSENT`
+    or :data:`LOST`); a JSON body is read here in full so a cut mid-body is caught too. Other requests
+    (the GET stream, DELETE) pass through unchanged; the SDK already handles their failures."""
+
+    def __init__(self, inner: httpx2.AsyncBaseTransport) -> None:
+        self._inner = inner
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        if request.method != "POST":
+            return await self._inner.handle_async_request(request)
+        try:
+            response = await self._inner.handle_async_request(request)
+            if not response.headers.get("content-type", "").lower().startswith("application/json"):
+                return response  # an SSE stream: the SDK resolves a broken one for its own request only
+            try:
+                body = b"".join([chunk async for chunk in response.aiter_raw()])
+            finally:
+                await response.aclose()
+            return httpx2.Response(response.status_code, headers=response.headers, content=body,
+                                   extensions=response.extensions, request=request)
+        except httpx2.TransportError as exc:
+            how = UNSENT if isinstance(exc, _UNSENT_ERRORS) else LOST
+            error = {"code": types.CONNECTION_CLOSED, "message": f"HTTP exchange failed: {type(exc).__name__}: {exc}",
+                     "data": {_LINK_KEY: how}}
+            return httpx2.Response(503, json={"jsonrpc": "2.0", "id": None, "error": error}, request=request)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+def _link_failure(exc: BaseException) -> str | None:
+    """:data:`UNSENT` or :data:`LOST` when ``exc`` is one request's failed HTTP exchange, else None."""
+    rpc = exc if isinstance(exc, MCPError) else _single_rpc_error(exc)
+    data = rpc.data if rpc is not None else None
+    return data.get(_LINK_KEY) if isinstance(data, dict) else None
+
+
 def _is_connection_error(exc: BaseException) -> bool:
     if isinstance(exc, MCPError):
         return exc.code in (types.CONNECTION_CLOSED, types.REQUEST_TIMEOUT)
@@ -155,19 +207,53 @@ def _single_rpc_error(exc: BaseException) -> MCPError | None:
     return exc if isinstance(exc, MCPError) else None
 
 
+def _describe(exc: BaseException) -> str:
+    rpc = exc if isinstance(exc, MCPError) else _single_rpc_error(exc)
+    return rpc.message if rpc is not None else repr(exc)
+
+
 def _kind(exc: MCPError) -> str | None:
     data = getattr(exc, "data", None)
     return data.get("kind") if isinstance(data, dict) else None
 
 
-class _Link:
-    """One live MCP ``Client``, held open by a background task so a transport crash cannot cancel callers."""
+class Held(Generic[T]):
+    """An async context held open by a background task (see :func:`hold`): ``value`` is what it yielded;
+    ``dead`` turns true once the context has exited (stopped, or crashed under its users)."""
 
-    def __init__(self, client: Client, generation: int) -> None:
-        self.client = client
-        self.generation = generation
-        self.stop = anyio.Event()
+    def __init__(self, value: T) -> None:
+        self.value = value
         self.dead = False
+        self._stop = anyio.Event()
+
+    def stop(self) -> None:
+        """Ask the holding task to exit the context (returns at once)."""
+        self._stop.set()
+
+
+async def hold(tg: TaskGroup, open_context: Callable[[], contextlib.AbstractAsyncContextManager[T]]) -> Held[T]:
+    """Enter ``open_context()`` in a new task of ``tg`` and keep it open until :meth:`Held.stop`.
+
+    An async context (an MCP client, a connection) must be entered and exited by one task, while its users
+    are many tasks that come and go; and a crash inside it must fail its users' requests rather than cancel
+    whichever task happened to enter it. A failure while entering is raised here; a failure after that
+    (the context crashed, or failed while exiting) only marks the :class:`Held` dead."""
+
+    async def run(*, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
+        held: Held[T] | None = None
+        try:
+            async with open_context() as value:
+                held = Held(value)
+                task_status.started(held)
+                await held._stop.wait()
+        except Exception:
+            if held is None:
+                raise
+        finally:
+            if held is not None:
+                held.dead = True
+
+    return await tg.start(run)
 
 
 class GymConnection:
@@ -195,8 +281,7 @@ class GymConnection:
         self.env = env
         self._tg: TaskGroup | None = None
         self._stack: contextlib.AsyncExitStack | None = None
-        self._link: _Link | None = None
-        self._generation = 0
+        self._link: Held[Client] | None = None
         self._lock = anyio.Lock()
         self._tools: list[ToolInfo] | None = None
         self._closed = False
@@ -222,57 +307,42 @@ class GymConnection:
         """Close the connection (a legacy HTTP session is ended with DELETE). Idempotent."""
         self._closed = True
         if self._link is not None:
-            self._link.stop.set()
+            self._link.stop()
         if self._tg is not None:
             self._tg.cancel_scope.deadline = anyio.current_time() + 5  # a stuck transport cannot hang us
         if self._stack is not None:
             stack, self._stack = self._stack, None
             await stack.aclose()
 
-    def _client_target(self) -> tuple[Any, contextlib.AbstractAsyncContextManager[Any] | None]:
+    @contextlib.asynccontextmanager
+    async def _open_client(self) -> AsyncIterator[Client]:
+        """A live MCP ``Client`` for the target (its HTTP client, if any, closed with it)."""
         target = self.target
-        if isinstance(target, Server):
-            return target, None
-        if isinstance(target, str):
-            if not target.startswith(("http://", "https://")):
-                raise ValueError(f"not an http(s) URL: {target!r}")
-            headers = dict(self.headers)
-            if self.token:
-                headers["Authorization"] = f"Bearer {self.token}"
-            # the transport's read timeout stays above ours: when it fires, the SDK drops the whole connection
-            read = max(self.call_timeout or 0.0, self.request_timeout) + 30.0
-            http = httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(30.0, read=read),
-                                      limits=httpx2.Limits(max_connections=self.max_in_flight,
-                                                           max_keepalive_connections=self.max_in_flight))
-            return streamable_http_client(target, http_client=http), http
-        if isinstance(target, StdioServerParameters):
-            return target, None
-        command = list(target)
-        return StdioServerParameters(command=command[0], args=command[1:],
-                                     env=dict(self.env) if self.env else None), None
+        async with contextlib.AsyncExitStack() as stack:
+            transport: Any
+            if isinstance(target, (Server, StdioServerParameters)):
+                transport = target
+            elif isinstance(target, str):
+                if not target.startswith(("http://", "https://")):
+                    raise ValueError(f"not an http(s) URL: {target!r}")
+                headers = dict(self.headers)
+                if self.token:
+                    headers["Authorization"] = f"Bearer {self.token}"
+                # a read timeout above ours: ours ends only that call; the transport's fails only that POST
+                read = max(self.call_timeout or 0.0, self.request_timeout) + 30.0
+                limits = httpx2.Limits(max_connections=self.max_in_flight,
+                                       max_keepalive_connections=self.max_in_flight)
+                http = await stack.enter_async_context(httpx2.AsyncClient(
+                    headers=headers, timeout=httpx2.Timeout(30.0, read=read),
+                    transport=_IsolatedPosts(httpx2.AsyncHTTPTransport(limits=limits))))
+                transport = streamable_http_client(target, http_client=http)
+            else:
+                command = list(target)
+                transport = StdioServerParameters(command=command[0], args=command[1:],
+                                                  env=dict(self.env) if self.env else None)
+            yield await stack.enter_async_context(Client(transport, mode=self.mode))
 
-    async def _hold(self, *, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
-        transport, http = self._client_target()
-        client = Client(transport, mode=self.mode)  # type: ignore[arg-type]
-        link: _Link | None = None
-        try:
-            async with contextlib.AsyncExitStack() as stack:
-                if http is not None:
-                    await stack.enter_async_context(http)
-                await stack.enter_async_context(client)
-                self._generation += 1
-                link = _Link(client, self._generation)
-                task_status.started(link)
-                await link.stop.wait()
-        except Exception:
-            if link is None:
-                raise  # failed while connecting: tg.start() re-raises it to the caller
-            # the transport died under a live link: callers see CONNECTION_CLOSED; never crash the group
-        finally:
-            if link is not None:
-                link.dead = True
-
-    async def _current(self) -> _Link:
+    async def _current(self) -> Held[Client]:
         if self._closed or self._tg is None:
             raise ConnectionLost("the connection is closed")
         link = self._link
@@ -282,19 +352,23 @@ class GymConnection:
             if self._link is not None and not self._link.dead:
                 return self._link
             if self._link is not None:
-                self._link.stop.set()
+                self._link.stop()
             self._link = None
             with anyio.fail_after(self.request_timeout):
-                self._link = await self._tg.start(self._hold)
+                self._link = await hold(self._tg, self._open_client)
             return self._link
 
     def _slot(self) -> anyio.CapacityLimiter | contextlib.nullcontext[None]:
         """A turn to have a request out (at most ``max_in_flight`` at once)."""
         return self._in_flight if self._in_flight is not None else contextlib.nullcontext()
 
-    def _drop(self, link: _Link) -> None:
-        link.dead = True
-        link.stop.set()
+    @staticmethod
+    def _drop(link: Held[Client], exc: BaseException) -> None:
+        """Drop the live client after a connection error, unless it was one request's own failed exchange
+        (then the client is fine and the other requests in flight on it go on)."""
+        if _link_failure(exc) is None:
+            link.dead = True
+            link.stop()
 
     async def _retrying(self, fn: Any, what: str) -> Any:
         """Run ``fn(client)``; on a connection error reconnect and retry (idempotent requests only)."""
@@ -304,12 +378,12 @@ class GymConnection:
             if attempt:
                 await anyio.sleep(delay)
                 delay *= 2
-            link: _Link | None = None
+            link: Held[Client] | None = None
             try:
                 link = await self._current()
                 async with self._slot():
                     with anyio.fail_after(self.request_timeout):
-                        return await fn(link.client)
+                        return await fn(link.value)
             except MCPError as exc:
                 if not _is_connection_error(exc):
                     raise EpisodeRequestError(exc.code, exc.message, _kind(exc)) from None
@@ -324,7 +398,7 @@ class GymConnection:
                     raise
                 last = exc
             if link is not None:
-                self._drop(link)
+                self._drop(link, last)
         raise ConnectionLost(f"{what}: the server did not answer after {self.retries + 1} tries: {last!r}") from last
 
     async def _send(self, request: Any, result_type: type[_R], what: str) -> _R:
@@ -389,34 +463,42 @@ class GymConnection:
         return Episode(self, None, handle=handle)
 
     async def _call_tool(self, name: str, arguments: Mapping[str, Any] | None, handle: str | None) -> StepOutcome:
-        link = await self._current()
         meta = {EPISODE_META_KEY: handle} if handle else None
-        try:
-            async with self._slot():  # waiting for a turn is not part of the call's timeout: it is not out yet
-                with anyio.fail_after(self.call_timeout) if self.call_timeout else contextlib.nullcontext():
-                    # straight to the session: the SDK's Client.call_tool would re-validate structuredContent
-                    # against the tool's outputSchema with jsonschema (~0.15 ms a call); outcome_of below
-                    # validates the same fields with pydantic, and gym tools need no input-required rounds
-                    request = types.CallToolRequest(params=types.CallToolRequestParams(
-                        name=name, arguments=dict(arguments or {}), _meta=meta))  # type: ignore[arg-type]
-                    result = await link.client.session.send_request(request, types.CallToolResult)
-        except MCPError as exc:
-            if _is_connection_error(exc):
-                self._drop(link)
-                raise CallInterrupted(f"{name}: the connection failed while the call was out; it may or may "
-                                      f"not have run ({exc.message})") from None
-            # a JSON-RPC error for a tool call: report it like a bad call
-            return StepOutcome(observation=f"Error: {exc.message}", error="rpc_error")
-        except TimeoutError:  # our own call_timeout: only this call gave up; the connection stays up for others
-            raise CallInterrupted(f"{name}: no result within {self.call_timeout:g} s; it may or may not have run "
-                                  "(the episode may have advanced)") from None
-        except BaseException as exc:
-            if _is_connection_error(exc):
-                self._drop(link)
+        # straight to the session: the SDK's Client.call_tool would re-validate structuredContent against the
+        # tool's outputSchema with jsonschema (~0.15 ms a call); outcome_of validates the same fields with
+        # pydantic, and gym tools need no input-required rounds
+        request = types.CallToolRequest(params=types.CallToolRequestParams(
+            name=name, arguments=dict(arguments or {}), _meta=meta))  # type: ignore[arg-type]
+        delay = self.backoff
+        last: BaseException | None = None
+        for attempt in range(self.retries + 1):
+            if attempt:
+                await anyio.sleep(delay)
+                delay *= 2
+            link = await self._current()
+            try:
+                async with self._slot():  # waiting for a turn is not part of the call's timeout: it is not out yet
+                    with anyio.fail_after(self.call_timeout) if self.call_timeout else contextlib.nullcontext():
+                        result = await link.value.session.send_request(request, types.CallToolResult)
+                return outcome_of(result)
+            except TimeoutError:  # our own call_timeout: only this call gave up; the connection stays up for others
+                raise CallInterrupted(f"{name}: no result within {self.call_timeout:g} s; it may or may not have "
+                                      "run (the episode may have advanced)") from None
+            except BaseException as exc:
+                if not _is_connection_error(exc):
+                    rpc = _single_rpc_error(exc)
+                    if rpc is None:
+                        raise
+                    # a JSON-RPC error for a tool call: report it like a bad call
+                    return StepOutcome(observation=f"Error: {rpc.message}", error="rpc_error")
+                self._drop(link, exc)
+                if _link_failure(exc) == UNSENT:
+                    last = exc
+                    continue  # it never left this machine: sending it again cannot run it twice
                 raise CallInterrupted(f"{name}: the connection failed or timed out while the call was out; it "
-                                      f"may or may not have run ({exc!r})") from None
-            raise
-        return outcome_of(result)
+                                      f"may or may not have run ({_describe(exc)})") from None
+        raise ConnectionLost(f"{name}: the server could not be reached after {self.retries + 1} tries; the call "
+                             f"never reached it ({_describe(last) if last else ''})") from None
 
 
 def outcome_of(result: types.CallToolResult) -> StepOutcome:
