@@ -38,8 +38,10 @@ cost client CPU on every call; a server answers as fast with 64 requests in flig
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import sys
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any, Generic, TypeVar
 
@@ -63,6 +65,7 @@ from .protocol import (
     EpisodeInfo,
     EpisodeParams,
     EpisodeStatus,
+    ErrorCode,
     OraclePlan,
     OracleRequest,
     StartParams,
@@ -78,10 +81,13 @@ __all__ = [
     "EpisodeRequestError",
     "GymClientError",
     "GymConnection",
+    "GymPool",
+    "Held",
     "StepOutcome",
     "TaskListing",
     "ToolInfo",
     "connect",
+    "hold",
 ]
 
 Target = Server[Any] | StdioServerParameters | str | Sequence[str]
@@ -92,23 +98,42 @@ _R = TypeVar("_R", bound=BaseModel)
 
 
 class GymClientError(Exception):
-    """Base class of the errors this client raises."""
+    """Base class of every error this client (and the gym pools of ``eval`` and ``rl``) raises.
+
+    ``retryable`` says whether the same request may succeed if made again later (the server could not be
+    reached, or was busy); false for a request that cannot succeed (an unknown gym or task) and for a
+    tool call whose outcome is unknown (sending it again might run it twice)."""
+
+    retryable: bool = False
+
+    def __init__(self, message: str, *, retryable: bool | None = None) -> None:
+        super().__init__(message)
+        if retryable is not None:
+            self.retryable = retryable
 
 
 class ConnectionLost(GymClientError):
     """The server could not be reached (after the retries an idempotent request gets)."""
+
+    retryable = True
 
 
 class CallInterrupted(ConnectionLost):
     """A tool call whose outcome is unknown: the connection failed or timed out after it was sent.
     It is never retried; ask ``Episode.status()`` what the server has."""
 
+    retryable = False
+
+
+#: Refusals that may pass on a later try: the server is full, stopping, or could not load the gym just now.
+_BUSY_CODES = frozenset({ErrorCode.TOO_MANY_EPISODES, ErrorCode.SHUTTING_DOWN, ErrorCode.GYM_UNAVAILABLE})
+
 
 class EpisodeRequestError(GymClientError):
     """The server refused an episode request (JSON-RPC error ``code``; ``kind`` names the reason)."""
 
     def __init__(self, code: int, message: str, kind: str | None = None) -> None:
-        super().__init__(message)
+        super().__init__(message, retryable=code in _BUSY_CODES)
         self.code = code
         self.message = message
         self.kind = kind
@@ -528,6 +553,7 @@ class Episode:
         self.handle = info.episode if info is not None else handle
         self.last: StepOutcome | None = None
         self.calls = 0
+        self._on_close: Callable[[], None] | None = None  # a pool's count of its open episodes
 
     async def __aenter__(self) -> Episode:
         return self
@@ -567,9 +593,14 @@ class Episode:
 
     async def close(self) -> EpisodeStatus | None:
         """Close the episode on the server (idempotent; None for a handle-less episode)."""
-        if self.handle is None:
-            return None
-        return await self.connection._send(CloseRequest(params=self._params()), EpisodeStatus, "close")
+        try:
+            if self.handle is None:
+                return None
+            return await self.connection._send(CloseRequest(params=self._params()), EpisodeStatus, "close")
+        finally:
+            hook, self._on_close = self._on_close, None
+            if hook is not None:
+                hook()
 
     async def oracle_plan(self) -> OraclePlan:
         """The verified oracle's calls for this episode's (task, seed), played by the server in its sandbox."""
@@ -616,3 +647,228 @@ async def connect(target: Target, *, token: str | None = None, headers: Mapping[
                                max_in_flight=max_in_flight)
     async with connection:
         yield connection
+
+
+class _Pooled:
+    """One pooled connection: (server, gym), its holder, and how many users (open episodes, requests) it has."""
+
+    def __init__(self, server: str, gym: str, held: Held[GymConnection]) -> None:
+        self.server = server
+        self.gym = gym
+        self.held = held
+        self.users = 0
+
+
+class GymPool:
+    """Connections to the gyms of one or more gym servers, pooled and shared by many concurrent episodes.
+
+    Usage::
+
+        async with GymPool(["http://127.0.0.1:8000", "http://127.0.0.1:8001"], token=...) as pool:
+            tools = await pool.tools("mountain_peak")              # cached per gym
+            async with await pool.start("mountain_peak", task="hard-1", seed=0) as ep:
+                out = await ep.call("Observe")
+
+    Contract:
+
+    - **Servers.** ``servers`` are base URLs (``http://host:port``: gym ``g`` at ``/gyms/g/mcp``, the list
+      at ``GET /gyms``) that serve the same bank (e.g. the processes of ``codegym serve --procs N``), or
+      a single gym's endpoint URL (ending in ``/mcp``), whose gym is named by the path segment before it.
+    - **Connections.** One :class:`GymConnection` per (server, gym), opened on first use, each held by a
+      task of the pool (:func:`hold`) so that no episode's task owns it; every episode and request of that
+      gym on that server shares it (it multiplexes requests). :meth:`release` closes a gym's unused
+      connections; ``max_connections`` closes the least recently used unused ones beyond that number.
+    - **Spreading.** A new episode goes to the server with the fewest open episodes of this pool (ties in
+      turn); the episode stays on that server until it is closed (``Episode.close`` or ``async with``).
+      Describing a gym (tools, tasks) asks the first server.
+    - **Errors.** Every failure is a :class:`GymClientError` (its ``retryable`` says whether trying again
+      later may help). ``start_retries`` retries a start refused as busy (full, stopping), with back-off,
+      on the then least loaded server.
+
+    Enter and exit it from one task; use it from any number of tasks in between.
+    """
+
+    def __init__(self, servers: str | Sequence[str], *, token: str | None = None, call_timeout: float | None = 300.0,
+                 request_timeout: float = 60.0, retries: int = 3, backoff: float = 0.25,
+                 max_in_flight: int = MAX_IN_FLIGHT, start_retries: int = 0, start_backoff: float = 0.5,
+                 max_connections: int | None = None) -> None:
+        urls = [servers] if isinstance(servers, str) else list(servers)
+        if not urls:
+            raise ValueError("a GymPool needs at least one server URL")
+        for url in urls:
+            if not url.startswith(("http://", "https://")):
+                raise ValueError(f"a gym server must be an http(s) URL, not {url!r}")
+        self.servers = [u.rstrip("/") for u in urls]
+        single = [u for u in self.servers if u.endswith("/mcp")]
+        if single and len(single) != len(self.servers):
+            raise ValueError("give either base URLs of gym servers or endpoint URLs of one gym (ending in /mcp), "
+                             "not both")
+        self._single: str | None = None  # the gym of an endpoint URL
+        if single:
+            self._single = single[0].split("/")[-2] or "gym"
+        self.token = token
+        self.options: dict[str, Any] = dict(token=token, call_timeout=call_timeout, request_timeout=request_timeout,
+                                            retries=retries, backoff=backoff, max_in_flight=max_in_flight)
+        self.request_timeout = request_timeout
+        self.start_retries = start_retries
+        self.start_backoff = start_backoff
+        self.max_connections = max_connections
+        self._entries: OrderedDict[tuple[str, str], _Pooled] = OrderedDict()
+        self._locks: dict[tuple[str, str], anyio.Lock] = {}
+        self._load = dict.fromkeys(self.servers, 0)
+        self._turn = 0
+        self._tools: dict[str, list[ToolInfo]] = {}
+        self._tasks: dict[str, list[TaskListing]] = {}
+        self._tg: TaskGroup | None = None
+        self._stack: contextlib.AsyncExitStack | None = None
+
+    async def __aenter__(self) -> GymPool:
+        self._stack = contextlib.AsyncExitStack()
+        await self._stack.__aenter__()
+        self._tg = await self._stack.enter_async_context(anyio.create_task_group())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close every connection. Idempotent."""
+        for entry in self._entries.values():
+            entry.held.stop()
+        self._entries.clear()
+        if self._stack is not None:
+            stack, self._stack, self._tg = self._stack, None, None
+            await stack.aclose()
+
+    def endpoint(self, server: str, gym: str) -> str:
+        """The MCP endpoint URL of ``gym`` on ``server``."""
+        return server if self._single is not None else f"{server}/gyms/{gym}/mcp"
+
+    def connections(self) -> list[tuple[str, str]]:
+        """The (server, gym) pairs with an open connection, least recently used first."""
+        return list(self._entries)
+
+    def load(self) -> dict[str, int]:
+        """Open episodes (and requests under way) of this pool per server."""
+        return dict(self._load)
+
+    # --- connections ----------------------------------------------------------------------------
+    async def _acquire(self, server: str, gym: str) -> _Pooled:
+        """The pooled connection of (server, gym), with one more user (give it back with :meth:`_release`)."""
+        if self._tg is None:
+            raise RuntimeError("a GymPool is used outside its `async with` block")
+        key = (server, gym)
+        entry = self._entries.get(key)
+        if entry is None or entry.held.dead:
+            async with self._locks.setdefault(key, anyio.Lock()):
+                entry = self._entries.get(key)
+                if entry is None or entry.held.dead:
+                    endpoint = self.endpoint(server, gym)
+                    try:
+                        held = await hold(self._tg, lambda: connect(endpoint, **self.options))
+                    except (GymClientError, OSError) as exc:
+                        what = f"cannot connect to gym {gym!r} at {endpoint}: {exc}"
+                        if isinstance(exc, (ConnectionLost, OSError)):
+                            raise ConnectionLost(what) from None
+                        raise GymClientError(what, retryable=exc.retryable) from None
+                    entry = self._entries[key] = _Pooled(server, gym, held)
+        self._entries.move_to_end(key)
+        entry.users += 1
+        self._load[server] += 1
+        self._trim()
+        return entry
+
+    def _release(self, entry: _Pooled) -> None:
+        entry.users -= 1
+        self._load[entry.server] -= 1
+
+    def _trim(self) -> None:
+        if self.max_connections is None:
+            return
+        excess = len(self._entries) - self.max_connections
+        for key in [k for k, e in self._entries.items() if e.users == 0][:max(0, excess)]:
+            self._entries.pop(key).held.stop()
+
+    async def release(self, gym: str) -> None:
+        """Close the unused connections to ``gym`` (they reopen on next use)."""
+        for key in [k for k, e in self._entries.items() if k[1] == gym and e.users == 0]:
+            self._entries.pop(key).held.stop()
+
+    async def connection(self, gym: str, server: str | None = None) -> GymConnection:
+        """The pooled connection to ``gym`` on ``server`` (default: the first), opened if need be."""
+        entry = await self._acquire(server or self.servers[0], gym)
+        self._release(entry)
+        return entry.held.value
+
+    # --- gyms -----------------------------------------------------------------------------------
+    async def gym_ids(self) -> list[str]:
+        """The gyms the servers serve (``GET /gyms`` of the first), or the gym of an endpoint URL."""
+        if self._single is not None:
+            return [self._single]
+        url = f"{self.servers[0]}/gyms"
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        try:
+            async with httpx2.AsyncClient(timeout=self.request_timeout, headers=headers) as http:
+                response = await http.get(url)
+        except httpx2.HTTPError as exc:
+            raise ConnectionLost(f"cannot reach the gym server at {self.servers[0]}: {type(exc).__name__}: {exc}"
+                                 ) from None
+        if response.status_code == 401:
+            raise GymClientError(f"the gym server at {self.servers[0]} wants a bearer token (--token or "
+                                 "$CODEGYM_TOKEN)")
+        if response.status_code != 200:
+            raise GymClientError(f"GET {url} answered HTTP {response.status_code}; is this a codegym server? "
+                                 "(pass one gym's endpoint URL, ending in /mcp, for other servers)")
+        try:
+            return [str(g["id"]) for g in response.json()["gyms"]]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise GymClientError(f"GET {url} returned an unexpected body: {exc}") from None
+
+    async def tools(self, gym: str) -> list[ToolInfo]:
+        """The gym's tools as the first server lists them (what a model is shown); cached."""
+        if gym not in self._tools:
+            entry = await self._acquire(self.servers[0], gym)
+            try:
+                self._tools[gym] = await entry.held.value.list_tools()
+            finally:
+                self._release(entry)
+        return self._tools[gym]
+
+    async def tasks(self, gym: str) -> list[TaskListing]:
+        """The gym's tasks (index, id, difficulty, oracle steps) as the first server lists them; cached."""
+        if gym not in self._tasks:
+            entry = await self._acquire(self.servers[0], gym)
+            try:
+                self._tasks[gym] = await entry.held.value.tasks()
+            finally:
+                self._release(entry)
+        return self._tasks[gym]
+
+    def _pick(self) -> str:
+        """The server with the fewest open episodes; ties go round in turn."""
+        self._turn = (self._turn + 1) % len(self.servers)
+        order = self.servers[self._turn:] + self.servers[:self._turn]
+        return min(order, key=self._load.__getitem__)
+
+    async def start(self, gym: str, task: int | str | None = None, difficulty: str | None = None,
+                    seed: int | None = None) -> Episode:
+        """Start an episode of ``gym`` on the least loaded server (see :meth:`GymConnection.start`); it counts
+        as that server's load until it is closed."""
+        delay = self.start_backoff
+        for attempt in range(self.start_retries + 1):
+            entry = await self._acquire(self._pick(), gym)
+            try:
+                episode = await entry.held.value.start(task=task, difficulty=difficulty, seed=seed)
+            except EpisodeRequestError as exc:
+                self._release(entry)
+                if not exc.retryable or attempt == self.start_retries:
+                    raise
+                await anyio.sleep(delay)
+                delay *= 2
+                continue
+            except BaseException:
+                self._release(entry)
+                raise
+            episode._on_close = functools.partial(self._release, entry)
+            return episode
+        raise AssertionError("unreachable")

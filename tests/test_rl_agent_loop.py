@@ -174,8 +174,9 @@ async def test_wrong_answer_scores_zero_and_trajectories_share_one_connection(tr
     assert [o.reward_score for o in outs] == [0.0, 0.0, 0.0]
     assert {o.extra_fields["codegym_ended"] for o in outs} == {"done"}
     assert len({c.request_id for c in manager.calls}) == 3  # one request id per trajectory
-    pool = gyms._pool()
-    assert len([k for k in pool.entries if "/gyms/probe/mcp" in k]) == 1  # one pooled connection per gym
+    pools = [owned.pool for owned in gyms._POOLS[asyncio.get_running_loop()].values()]
+    assert len(pools) == 1  # one pool per worker event loop, with one connection per (server, gym)
+    assert [gym for _, gym in pools[0].connections()] == ["probe"], pools[0].connections()
 
 
 async def test_bad_calls_are_observations_and_counted(trainer_config: Any, tokenizer: Any) -> None:
