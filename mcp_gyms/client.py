@@ -180,13 +180,18 @@ class _IsolatedPosts(httpx2.AsyncBaseTransport):
     flight on the MCP connection. Here a POST whose HTTP exchange fails is answered instead by a
     JSON-RPC error for that request alone (``error.data[_LINK_KEY]`` says whether it was :data:`UNSENT`
     or :data:`LOST`); a JSON body is read here in full so a cut mid-body is caught too. Other requests
-    (the GET stream, DELETE) pass through unchanged; the SDK already handles their failures."""
+    (the GET stream, DELETE) pass through unchanged; the SDK already handles their failures.
+
+    Only once ``armed`` (after the connect-time negotiation): the SDK reads any JSON-RPC error to its
+    ``server/discover`` probe as "a legacy server" and falls back to the handshake, while a network error
+    fails the connect, which is then retried as a whole."""
 
     def __init__(self, inner: httpx2.AsyncBaseTransport) -> None:
         self._inner = inner
+        self.armed = False
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
-        if request.method != "POST":
+        if request.method != "POST" or not self.armed:
             return await self._inner.handle_async_request(request)
         try:
             response = await self._inner.handle_async_request(request)
@@ -345,6 +350,7 @@ class GymConnection:
         target = self.target
         async with contextlib.AsyncExitStack() as stack:
             transport: Any
+            isolated: _IsolatedPosts | None = None
             if isinstance(target, (Server, StdioServerParameters)):
                 transport = target
             elif isinstance(target, str):
@@ -357,15 +363,18 @@ class GymConnection:
                 read = max(self.call_timeout or 0.0, self.request_timeout) + 30.0
                 limits = httpx2.Limits(max_connections=self.max_in_flight,
                                        max_keepalive_connections=self.max_in_flight)
+                isolated = _IsolatedPosts(httpx2.AsyncHTTPTransport(limits=limits))
                 http = await stack.enter_async_context(httpx2.AsyncClient(
-                    headers=headers, timeout=httpx2.Timeout(30.0, read=read),
-                    transport=_IsolatedPosts(httpx2.AsyncHTTPTransport(limits=limits))))
+                    headers=headers, timeout=httpx2.Timeout(30.0, read=read), transport=isolated))
                 transport = streamable_http_client(target, http_client=http)
             else:
                 command = list(target)
                 transport = StdioServerParameters(command=command[0], args=command[1:],
                                                   env=dict(self.env) if self.env else None)
-            yield await stack.enter_async_context(Client(transport, mode=self.mode))
+            client = await stack.enter_async_context(Client(transport, mode=self.mode))
+            if isolated is not None:
+                isolated.armed = True  # connected: from now on a failed POST fails its own request only
+            yield client
 
     async def _current(self) -> Held[Client]:
         if self._closed or self._tg is None:
