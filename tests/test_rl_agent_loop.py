@@ -11,6 +11,7 @@ import asyncio
 import copy
 import importlib.util
 import json
+import logging
 import socket
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,7 @@ from verl.experimental.agent_loop.agent_loop import (  # noqa: E402
 from verl.protocol import DataProto  # noqa: E402
 from verl.utils.dataset.rl_dataset import RLHFDataset, collate_fn  # noqa: E402
 
-from rl import gyms  # noqa: E402
+from rl import agent_loop, gyms  # noqa: E402
 from rl.agent_loop import CodeGymAgentLoop  # noqa: E402
 from rl.export import ExportOptions, export  # noqa: E402
 from rl.reward import SERVER_ERRORS_KEY, compute_score  # noqa: E402
@@ -270,13 +271,19 @@ async def test_a_server_that_times_out_scores_zero_and_is_counted(trainer_config
     assert compute_score("codegym", tokenizer.decode(out.response_ids), "7", extra)["score"] == 0.0
 
 
-async def test_unreachable_server_and_unknown_gym(trainer_config: Any, tokenizer: Any) -> None:
+async def test_unreachable_server_and_unknown_gym(trainer_config: Any, tokenizer: Any,
+                                                 caplog: pytest.LogCaptureFixture) -> None:
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
         dead = f"http://127.0.0.1:{s.getsockname()[1]}"
     manager = ScriptedServerManager(tokenizer, [])
-    out = await make_loop(trainer_config, manager, tokenizer, servers=[dead], call_timeout_s=2).run({}, **row())
+    before = (agent_loop.TALLY.server_errors, agent_loop.TALLY.trajectories)
+    with caplog.at_level(logging.WARNING, logger="rl.agent_loop"):
+        out = await make_loop(trainer_config, manager, tokenizer, servers=[dead], call_timeout_s=2).run({}, **row())
     assert out.extra_fields["codegym_ended"] == "server_error" and out.reward_score == 0.0
+    # veRL's V1 trainer shows reward_extra_info only for validation: the worker's log counts them as they happen
+    assert (agent_loop.TALLY.server_errors, agent_loop.TALLY.trajectories) == (before[0] + 1, before[1] + 1)
+    assert f"{before[0] + 1} of {before[1] + 1} trajectories in this worker" in caplog.text
     assert out.extra_fields["reward_extra_info"][SERVER_ERRORS_KEY] == 1
     # never an empty response (veRL's reward code indexes its last token): one EOS, outside the loss
     assert out.response_ids == [tokenizer.eos_token_id] and out.response_mask == [0] and manager.calls == []
