@@ -43,7 +43,7 @@ import json
 import sys
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from typing import Any, Generic, TypeVar
+from typing import Any, TypeVar
 
 import anyio
 import httpx2
@@ -58,6 +58,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 if sys.version_info < (3, 11):  # pragma: no cover
     from exceptiongroup import BaseExceptionGroup
 
+from .background import Held, hold
 from .protocol import (
     CONTROL_META_KEY,
     EPISODE_META_KEY,
@@ -82,18 +83,15 @@ __all__ = [
     "GymClientError",
     "GymConnection",
     "GymPool",
-    "Held",
     "StepOutcome",
     "TaskListing",
     "ToolInfo",
     "connect",
-    "hold",
 ]
 
 Target = Server[Any] | StdioServerParameters | str | Sequence[str]
 #: Default of the requests a connection has out at once (and of the HTTP connections it keeps open).
 MAX_IN_FLIGHT = 64
-T = TypeVar("T")
 _R = TypeVar("_R", bound=BaseModel)
 
 
@@ -245,45 +243,6 @@ def _describe(exc: BaseException) -> str:
 def _kind(exc: MCPError) -> str | None:
     data = getattr(exc, "data", None)
     return data.get("kind") if isinstance(data, dict) else None
-
-
-class Held(Generic[T]):
-    """An async context held open by a background task (see :func:`hold`): ``value`` is what it yielded;
-    ``dead`` turns true once the context has exited (stopped, or crashed under its users)."""
-
-    def __init__(self, value: T) -> None:
-        self.value = value
-        self.dead = False
-        self._stop = anyio.Event()
-
-    def stop(self) -> None:
-        """Ask the holding task to exit the context (returns at once)."""
-        self._stop.set()
-
-
-async def hold(tg: TaskGroup, open_context: Callable[[], contextlib.AbstractAsyncContextManager[T]]) -> Held[T]:
-    """Enter ``open_context()`` in a new task of ``tg`` and keep it open until :meth:`Held.stop`.
-
-    An async context (an MCP client, a connection) must be entered and exited by one task, while its users
-    are many tasks that come and go; and a crash inside it must fail its users' requests rather than cancel
-    whichever task happened to enter it. A failure while entering is raised here; a failure after that
-    (the context crashed, or failed while exiting) only marks the :class:`Held` dead."""
-
-    async def run(*, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
-        held: Held[T] | None = None
-        try:
-            async with open_context() as value:
-                held = Held(value)
-                task_status.started(held)
-                await held._stop.wait()
-        except Exception:
-            if held is None:
-                raise
-        finally:
-            if held is not None:
-                held.dead = True
-
-    return await tg.start(run)
 
 
 class GymConnection:
