@@ -19,13 +19,24 @@ Contract:
   an MCP server that does not know the method, ``start`` falls back to a handle-less episode (the
   server's own state), so the evaluator also runs on any MCP server.
 - **Retries.** Idempotent requests (``list_tools``, ``start``, ``status``, ``close``, the oracle plan)
-  are retried with exponential back-off on connection errors, reconnecting first. A retried ``start``
-  whose first reply was lost leaves one unused episode on the server until its idle timeout.
-- **Tool calls are never retried**: a connection failure or timeout while a call is out raises
-  :class:`CallInterrupted` (the call may or may not have run; ``Episode.status()`` tells what the
-  server has). A bad call is not an exception: it is a :class:`StepOutcome` with ``error`` set.
-- Server-side refusals of the episode methods (unknown task, unknown episode, too many episodes,
-  shutting down) raise :class:`EpisodeRequestError` with the JSON-RPC ``code`` and the ``kind``.
+  are retried with exponential back-off on connection errors, reconnecting first if the connection
+  itself died. A retried ``start`` whose first reply was lost leaves one unused episode on the server
+  until its idle timeout.
+- **Tool calls are never sent twice**: a call that surely never left this machine (no connection could
+  be made) is sent again like an idempotent request; a connection failure or timeout once it may have
+  been sent raises :class:`CallInterrupted` (the call may or may not have run; ``Episode.status()`` tells
+  what the server has). A bad call is not an exception: it is a :class:`StepOutcome` with ``error`` set.
+- **Isolation.** Over HTTP every request is its own POST; when one POST's exchange fails (a reset link,
+  a read timeout), only that request fails: the other requests in flight on the connection get their
+  real results (the SDK's transport alone would fail them all; see :class:`_IsolatedPosts`).
+- **Errors.** Everything this client raises is a :class:`GymClientError`, whose ``retryable`` says
+  whether trying again later may help. Server-side refusals of the episode methods (unknown task,
+  unknown episode, too many episodes, shutting down) raise :class:`EpisodeRequestError` with the
+  JSON-RPC ``code`` and the ``kind``.
+
+:class:`GymPool` pools connections to many gyms on one or more servers of one bank (one connection per
+(server, gym); new episodes spread over the servers, least loaded first): the client ``eval`` and ``rl``
+use.
 
 One :class:`GymConnection` may be shared by many concurrent episodes (it multiplexes requests). At
 most ``max_in_flight`` requests (default :data:`MAX_IN_FLIGHT`) are out at once, one per HTTP
@@ -761,12 +772,6 @@ class GymPool:
         """Close the unused connections to ``gym`` (they reopen on next use)."""
         for key in [k for k, e in self._entries.items() if k[1] == gym and e.users == 0]:
             self._entries.pop(key).held.stop()
-
-    async def connection(self, gym: str, server: str | None = None) -> GymConnection:
-        """The pooled connection to ``gym`` on ``server`` (default: the first), opened if need be."""
-        entry = await self._acquire(server or self.servers[0], gym)
-        self._release(entry)
-        return entry.held.value
 
     # --- gyms -----------------------------------------------------------------------------------
     async def gym_ids(self) -> list[str]:
