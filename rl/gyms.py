@@ -67,7 +67,7 @@ class _OwnedPool:
 
 _POOLS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[Any, ...], _OwnedPool]] = (
     weakref.WeakKeyDictionary())
-_NODE_URL: dict[str, str] = {}
+_NODE_URLS: dict[str, list[str]] = {}
 
 
 async def _pool(servers: list[str], settings: LoopSettings) -> GymPool:
@@ -157,8 +157,9 @@ class GymServer:
         return GymEpisode(episode)
 
 
-async def _node_server_url(settings: LoopSettings) -> str:
-    """The URL of the gym-server actor on this Ray node (cached per process)."""
+async def _node_servers(settings: LoopSettings) -> list[str]:
+    """The base URL(s) of the gym-server actor on this Ray node (cached per process): its ``url()`` answers
+    one URL, or a list when it serves the bank from several processes."""
     try:
         import ray
     except ImportError as exc:  # pragma: no cover - ray comes with veRL
@@ -167,8 +168,8 @@ async def _node_server_url(settings: LoopSettings) -> str:
         raise GymServerError("no gym servers configured: set codegym.servers=[http://host:port,...] or launch "
                              "with `python -m rl.train`, which starts one gym server per Ray node")
     node_id = ray.get_runtime_context().get_node_id()
-    if node_id in _NODE_URL:
-        return _NODE_URL[node_id]
+    if node_id in _NODE_URLS:
+        return _NODE_URLS[node_id]
     name = f"{settings.server_actor_prefix}-{node_id}"
     try:
         actor = ray.get_actor(name)
@@ -180,8 +181,8 @@ async def _node_server_url(settings: LoopSettings) -> str:
         url = await actor.url.remote()
     except ray.exceptions.RayActorError as exc:
         raise GymServerError(f"the gym server actor {name!r} did not start: {exc}") from None
-    _NODE_URL[node_id] = url
-    return url
+    _NODE_URLS[node_id] = [url] if isinstance(url, str) else list(url)
+    return _NODE_URLS[node_id]
 
 
 async def server_for(settings: LoopSettings) -> GymServer:
@@ -191,7 +192,7 @@ async def server_for(settings: LoopSettings) -> GymServer:
     Raises:
         GymServerError: no server is configured or found.
     """
-    servers = list(settings.servers) or [await _node_server_url(settings)]
+    servers = list(settings.servers) or await _node_servers(settings)
     try:
         return GymServer(await _pool(servers, settings))
     except ValueError as exc:
