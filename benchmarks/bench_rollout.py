@@ -237,6 +237,8 @@ async def main_multi(repeats: int, trajectories: int, calls: int, procs: int, se
     runs: list[dict[str, float]] = []
     server_cpu: list[float] = []
     worker_cpu: list[float] = []
+    server_ms: list[float] = []  # CPU per request, all servers together
+    worker_ms: list[float] = []  # CPU per request, all agent-loop workers together
     failures: Counter[str] = Counter()
     command = [*COMMAND, "--workers", str(sandbox_workers)]
     with ExitStack() as stack:
@@ -271,8 +273,12 @@ async def main_multi(repeats: int, trajectories: int, calls: int, procs: int, se
             runs.append(summary(raw))
             failures.update(raw["failed"])
             wall = runs[-1]["wall_s"]
-            server_cpu.append(max(100 * sum(m.read()) / wall for m in meters))
+            used = [sum(m.read()) for m in meters]
+            server_cpu.append(max(100 * c / wall for c in used))
             worker_cpu.append(max(100 * c / wall for c in raw["cpu_s"]))
+            requests = raw["calls"] + 2 * len(raw["env"])  # tool calls, starts and closes
+            server_ms.append(1e3 * sum(used) / requests)
+            worker_ms.append(1e3 * sum(raw["cpu_s"]) / requests)
         for proc in workers:
             proc.wait(timeout=60)
 
@@ -287,6 +293,8 @@ async def main_multi(repeats: int, trajectories: int, calls: int, procs: int, se
     p50, p99 = fig("p50_ms", "call p50", "ms"), fig("p99_ms", "call p99", "ms")
     s_cpu = Figure("busiest server's CPU (host + workers)", "% of a core", server_cpu)
     w_cpu = Figure("busiest agent-loop worker's CPU", "% of a core", worker_cpu)
+    s_ms = Figure("servers' CPU per request", "ms", server_ms)
+    w_ms = Figure("agent-loop workers' CPU per request", "ms", worker_ms)
     asked = trajectories / (sum(WAIT_S) / 2 * time_scale)
     what = (f"{trajectories:,} concurrent trajectories x {calls} calls from {procs} worker processes (one pooled "
             f"client each) against {servers} gym server process(es) of {sandbox_workers} sandbox workers; policy "
@@ -304,11 +312,13 @@ async def main_multi(repeats: int, trajectories: int, calls: int, procs: int, se
         ("tool call latency p99", p99.text(1), ""),
         ("busiest gym server's CPU (host + sandbox workers)", s_cpu.text(0), "< 100 %"),
         ("busiest agent-loop worker's CPU", w_cpu.text(0), "< 100 %"),
+        ("CPU per request (tool call, start or close): gym servers, all together", s_ms.text(2), ""),
+        ("CPU per request: agent-loop workers' MCP clients, all together", w_ms.text(2), ""),
         ("failures", (", ".join(f"{k}: {v}" for k, v in failures.most_common()) or "none")
          + f" (of {total_calls:,} calls)", "none"),
     ]
     save("rollout_multi", "RL-scale rollout as veRL drives it (several agent-loop worker processes)", rows,
-         [share, real, call_share, burst_s, rate, p50, p99, s_cpu, w_cpu],
+         [share, real, call_share, burst_s, rate, p50, p99, s_cpu, w_cpu, s_ms, w_ms],
          notes=("Env time = episode start + every tool call + close, as each trajectory sees it (pooled MCP "
                 "client included). The real-time share assumes a call's env time does not depend on the call "
                 "rate; it holds while no process is near a full core."),
