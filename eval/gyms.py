@@ -14,29 +14,19 @@ policies and the runner do not depend on the client's details:
 
 from __future__ import annotations
 
-import contextlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-import anyio
-import httpx2
-
-from mcp_gyms.client import ConnectionLost, EpisodeRequestError, GymClientError, connect
+from mcp_gyms.client import Episode, GymClientError, GymPool
 from mcp_gyms.protocol import EpisodeInfo, OraclePlan, StepOutcome
 
 __all__ = ["EpisodeSession", "GymAccess", "GymEntry", "McpGymAccess", "ServerError", "StepReply", "TaskEntry"]
 
-
-class ServerError(Exception):
-    """The gym server failed a request (transport error, JSON-RPC error, unexpected reply).
-
-    ``retryable`` is true for failures that may pass on a retry (connection trouble, a full server);
-    false for requests that cannot succeed (unknown gym or task).
-    """
-
-    def __init__(self, message: str, *, retryable: bool = False) -> None:
-        super().__init__(message)
-        self.retryable = retryable
+#: The gym server failed a request (transport error, refusal, unexpected reply): the client's one error class.
+#: ``retryable`` is true for failures that may pass on a retry (connection trouble, a full server); false for
+#: requests that cannot succeed (unknown gym or task) and for a tool call whose outcome is unknown.
+ServerError = GymClientError
 
 
 @dataclass(frozen=True)
@@ -92,173 +82,83 @@ class GymAccess(Protocol):
 class _McpSession:
     """An :class:`EpisodeSession` over :class:`mcp_gyms.client.Episode`."""
 
-    def __init__(self, episode: Any, info: EpisodeInfo) -> None:
+    def __init__(self, episode: Episode, info: EpisodeInfo) -> None:
         self._episode = episode
         self.info = info
 
     async def call(self, name: str, arguments: dict[str, Any]) -> StepReply:
-        try:
-            out = await self._episode.call(name, arguments)
-        except GymClientError as exc:
-            raise ServerError(f"tool call {name!r} failed on the gym server: {exc}") from None
-        return out
+        return await self._episode.call(name, arguments)
 
     async def oracle(self) -> OraclePlan:
-        try:
-            return await self._episode.oracle_plan()
-        except GymClientError as exc:
-            raise ServerError(f"the oracle plan could not be fetched: {exc}") from None
+        return await self._episode.oracle_plan()
 
     async def aclose(self) -> None:
-        try:
-            await self._episode.close()
-        except GymClientError as exc:
-            raise ServerError(f"closing the episode failed: {exc}") from None
-
-
-_RETRYABLE_KINDS = frozenset({"too_many_episodes", "gym_unavailable"})
+        await self._episode.close()
 
 
 class McpGymAccess:
-    """:class:`GymAccess` over MCP with :func:`mcp_gyms.client.connect`, for a gym server's HTTP endpoints.
+    """:class:`GymAccess` over MCP: a :class:`mcp_gyms.client.GymPool` of a gym server's HTTP endpoints.
 
-    ``url`` is either a server's base URL (``http://host:port``; gyms at ``/gyms/{id}/mcp``, listed by
-    ``GET /gyms``) or one gym's endpoint (``.../gyms/{id}/mcp`` or any URL ending in ``/mcp``). One
-    connection per gym is opened on first use, held by a task of its own, and kept until
+    ``url`` is a server's base URL (``http://host:port``; gyms at ``/gyms/{id}/mcp``, listed by ``GET /gyms``),
+    several base URLs of servers of the same bank (episodes are spread over them), or one gym's endpoint
+    (any URL ending in ``/mcp``). One connection per (server, gym) is opened on first use and kept until
     :meth:`release` or the end of the ``async with`` block.
     """
 
-    def __init__(self, url: str, *, token: str | None = None, call_timeout: float | None = 300.0,
+    def __init__(self, url: str | Sequence[str], *, token: str | None = None, call_timeout: float | None = 300.0,
                  request_timeout: float = 60.0) -> None:
-        if not url.startswith(("http://", "https://")):
-            raise ValueError(f"--server must be an http(s) URL, not {url!r}")
-        self.url = url.rstrip("/")
-        self.token = token
-        self.call_timeout = call_timeout
-        self.request_timeout = request_timeout
-        self._single: str | None = None
-        if self.url.endswith("/mcp"):
-            parts = self.url.split("/")
-            self._single = parts[-2] if len(parts) >= 2 and parts[-2] else "gym"
-        self._tg: Any = None
-        self._stack: contextlib.AsyncExitStack | None = None
-        self._conns: dict[str, Any] = {}
-        self._stops: dict[str, anyio.Event] = {}
+        try:
+            self.pool = GymPool(url, token=token, call_timeout=call_timeout, request_timeout=request_timeout)
+        except ValueError as exc:
+            raise ValueError(f"--server: {exc}") from None
         self._entries: dict[str, GymEntry] = {}
-        self._locks: dict[str, anyio.Lock] = {}
 
     async def __aenter__(self) -> McpGymAccess:
-        self._stack = contextlib.AsyncExitStack()
-        await self._stack.__aenter__()
-        self._tg = await self._stack.enter_async_context(anyio.create_task_group())
+        await self.pool.__aenter__()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
 
     def endpoint(self, gym_id: str) -> str:
-        """The MCP endpoint URL of a gym."""
-        if self._single is not None:
-            return self.url
-        return f"{self.url}/gyms/{gym_id}/mcp"
+        """The MCP endpoint URL of a gym (on the first server)."""
+        return self.pool.endpoint(self.pool.servers[0], gym_id)
 
     async def gym_ids(self) -> list[str]:
         """The gyms the server serves (``GET /gyms``), or the one gym of a single-endpoint URL."""
-        if self._single is not None:
-            return [self._single]
-        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
-        try:
-            async with httpx2.AsyncClient(timeout=self.request_timeout, headers=headers) as http:
-                response = await http.get(f"{self.url}/gyms")
-        except httpx2.HTTPError as exc:
-            raise ServerError(f"cannot reach the gym server at {self.url}: {type(exc).__name__}: {exc}",
-                              retryable=True) from None
-        if response.status_code == 401:
-            raise ServerError(f"the gym server at {self.url} wants a bearer token (--token or $CODEGYM_TOKEN)")
-        if response.status_code != 200:
-            raise ServerError(f"GET {self.url}/gyms answered HTTP {response.status_code}; is this a codegym server? "
-                              "(pass one gym's endpoint URL, ending in /mcp, for other servers)")
-        try:
-            return [str(g["id"]) for g in response.json()["gyms"]]
-        except (ValueError, KeyError, TypeError) as exc:
-            raise ServerError(f"GET {self.url}/gyms returned an unexpected body: {exc}") from None
-
-    async def _hold(self, gym_id: str, stop: anyio.Event, *, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
-        """Hold one gym's connection open in a task of its own (a connection's task group must be entered
-        and left by the same task, while its episodes run in many). A failure to connect reaches the caller
-        of ``start``; a failure while closing is dropped (there is nothing left to do with it)."""
-        started = False
-        try:
-            async with connect(self.endpoint(gym_id), token=self.token, call_timeout=self.call_timeout,
-                               request_timeout=self.request_timeout) as conn:
-                task_status.started(conn)
-                started = True
-                await stop.wait()
-        except Exception as exc:
-            if started:
-                return
-            if isinstance(exc, (GymClientError, OSError)):
-                raise ServerError(f"cannot connect to gym {gym_id!r} at {self.endpoint(gym_id)}: {exc}",
-                                  retryable=True) from None
-            raise
-
-    async def _connection(self, gym_id: str) -> Any:
-        conn = self._conns.get(gym_id)
-        if conn is not None:
-            return conn
-        if self._tg is None:
-            raise RuntimeError("McpGymAccess is used outside its `async with` block")
-        async with self._locks.setdefault(gym_id, anyio.Lock()):
-            if gym_id in self._conns:
-                return self._conns[gym_id]
-            stop = anyio.Event()
-            conn = await self._tg.start(self._hold, gym_id, stop)
-            self._conns[gym_id], self._stops[gym_id] = conn, stop
-            return conn
+        return await self.pool.gym_ids()
 
     async def describe(self, gym_id: str) -> GymEntry:
         """The gym's tools (``tools/list``) and tasks (the ``codegym://{gym}/tasks`` resource)."""
         if gym_id in self._entries:
             return self._entries[gym_id]
-        conn = await self._connection(gym_id)
         try:
-            tools = await conn.list_tools()
+            tools = await self.pool.tools(gym_id)
             tasks = [TaskEntry(index=t.index, id=t.id, difficulty=t.difficulty, oracle_steps=t.oracle_steps)
-                     for t in await conn.tasks()]
+                     for t in await self.pool.tasks(gym_id)]
         except GymClientError as exc:
-            raise ServerError(f"cannot describe gym {gym_id!r}: {exc}") from None
+            raise ServerError(f"cannot describe gym {gym_id!r}: {exc}", retryable=exc.retryable) from None
         entry = GymEntry(id=gym_id, tools=[t.model_dump() for t in tools], tasks=tasks)
         self._entries[gym_id] = entry
         return entry
 
     async def start(self, gym_id: str, task: int | str, seed: int | None = None) -> EpisodeSession:
         """A fresh episode of ``gym_id`` on a task (index or id) and seed (default: the task's own)."""
-        conn = await self._connection(gym_id)
         try:
-            episode = await conn.start(task=task, seed=seed)
-        except EpisodeRequestError as exc:
-            raise ServerError(f"the server refused to start gym {gym_id!r} task {task!r}: {exc.message}",
-                              retryable=exc.kind in _RETRYABLE_KINDS) from None
-        except ConnectionLost as exc:
-            raise ServerError(f"could not start gym {gym_id!r} task {task!r}: {exc}", retryable=True) from None
+            episode = await self.pool.start(gym_id, task=task, seed=seed)
         except GymClientError as exc:
-            raise ServerError(f"could not start gym {gym_id!r} task {task!r}: {exc}") from None
+            raise ServerError(f"could not start gym {gym_id!r} task {task!r}: {exc}",
+                              retryable=exc.retryable) from None
         if episode.info is None:
+            await episode.close()
             raise ServerError(f"the server of {gym_id!r} does not speak the codegym episode protocol "
                               "(codegym/episodes/start); the evaluator needs it to pick tasks")
         return _McpSession(episode, episode.info)
 
     async def release(self, gym_id: str) -> None:
-        """Close the connection to one gym (when its episodes are all done); it reopens on next use."""
-        self._conns.pop(gym_id, None)
-        stop = self._stops.pop(gym_id, None)
-        if stop is not None:
-            stop.set()
+        """Close the connections to one gym (when its episodes are all done); they reopen on next use."""
+        await self.pool.release(gym_id)
 
     async def aclose(self) -> None:
         """Close every connection."""
-        for gym_id in list(self._stops):
-            await self.release(gym_id)
-        if self._stack is not None:
-            stack, self._stack, self._tg = self._stack, None, None
-            await stack.aclose()
+        await self.pool.aclose()

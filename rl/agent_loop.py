@@ -41,7 +41,8 @@ Contract of :meth:`CodeGymAgentLoop.run` (one trajectory, one dataset row):
 7. **Reward.** ``reward_score`` is always set, and only the gym decides it: its verdict (its status on
    close, else the last call's reward), 1.0 for a correct Done, 0.0 otherwise. A trajectory the gym could
    not judge (``server_error``) scores 0.0 and counts 1 in ``reward_extra_info["codegym/server_errors"]``;
-   it is never scored by another rule.
+   it is never scored by another rule. Each agent-loop worker also logs them as they happen, with a
+   running count (:class:`Tally`): veRL's V1 trainer shows ``reward_extra_info`` only for validation.
 8. **Metrics.** ``metrics.generate_sequences`` / ``metrics.tool_calls`` are generation and environment
    seconds (veRL's own timing fields). Counters go to ``extra_fields`` (veRL merges them into the reward
    function's ``extra_info``): ``codegym_tool_calls``, ``codegym_invalid_calls``, ``codegym_tool_errors``,
@@ -79,6 +80,34 @@ INVALID_KINDS = frozenset({"unknown_tool", "invalid_arguments", "malformed_call"
 TOOL_ERROR_KINDS = frozenset({"tool_error", "time_limit", "memory_limit", "output_too_large", "sandbox_error"})
 #: Error kinds that mean the episode is gone on the server side: the trajectory ends as a server error.
 SERVER_GONE_KINDS = frozenset({"episode_over", "unknown_episode", "no_episode", "wrong_gym", "shutting_down"})
+
+
+class Tally:
+    """This worker process's count of trajectories and of those the gym could not judge, logged as it goes.
+
+    veRL 0.9.1's V1 trainer logs ``reward_extra_info`` (so ``codegym/server_errors``) only for validation and
+    in rollout dumps, not among the training metrics; so each unjudged trajectory logs a WARNING with the
+    running count, and every ``every`` trajectories a line sums up (a WARNING once any was unjudged)."""
+
+    def __init__(self, every: int = 1024) -> None:
+        self.every = every
+        self.trajectories = 0
+        self.server_errors = 0
+
+    def count(self, spec: EpisodeSpec, unjudged: bool, error: str | None) -> None:
+        self.trajectories += 1
+        if unjudged:
+            self.server_errors += 1
+            logger.warning("codegym: %s/%s could not be judged (scored 0; %d of %d trajectories in this worker "
+                           "so far): %s", spec.gym, spec.task, self.server_errors, self.trajectories, error)
+        if self.trajectories % self.every == 0:
+            logger.log(logging.WARNING if self.server_errors else logging.INFO,
+                       "codegym: %d trajectories in this worker so far, %d unjudged (server errors, scored 0)",
+                       self.trajectories, self.server_errors)
+
+
+#: The tally of this process (one veRL agent-loop worker).
+TALLY = Tally()
 
 
 @dataclass
@@ -233,9 +262,10 @@ class CodeGymAgentLoop(AgentLoopBase):
                 await self._play(t, episode, tools, sampling_params)
             finally:
                 await self._close(t, episode)
-        if t.ended == "server_error":
-            logger.warning("codegym: %s/%s could not be judged (scored 0): %s", spec.gym, spec.task, t.error)
+        unjudged = t.ended == "server_error"
+        if unjudged:
             t.reward = 0.0
+        TALLY.count(spec, unjudged, t.error)
         return self._output(t, spec)
 
     async def _play(self, t: _Trajectory, episode: GymEpisode, tools: list[dict[str, Any]],

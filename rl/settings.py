@@ -100,15 +100,16 @@ class LoopSettings(BaseModel):
 
     servers: list[str] = Field(
         default_factory=list,
-        description="base URLs of gym servers (http://host:port); empty: the gym server actor of this node")
+        description="base URLs of gym servers (http://host:port) serving the same bank; each worker spreads new "
+                    "episodes over them, least loaded first; empty: the gym server actor of this node")
     token: str | None = Field(None, description="bearer token for the gym servers (default: $CODEGYM_TOKEN)")
     max_tool_calls: int = Field(256, ge=1, description="tool calls per trajectory (bad calls included)")
     tool_parser: str | None = Field(None, description="veRL tool parser (default: rollout.multi_turn.format)")
     call_timeout_s: float = Field(60.0, gt=0, description="client-side timeout of one MCP request")
     start_retries: int = Field(2, ge=0, description="extra tries to start an episode when the server is busy")
     reconnect_retries: int = Field(
-        3, ge=0, description="reconnections (with back-off) after a dropped link, per idempotent request "
-                             "(tools/list, start, close); a later tool call on a dropped link reconnects too")
+        3, ge=0, description="retries (with back-off) after a dropped link, per idempotent request "
+                             "(tools/list, start, close) and per tool call that never left the worker")
     max_pooled_gyms: int = Field(
         512, ge=1, description="open gym connections kept per worker; idle ones beyond this are closed (LRU)")
     server_actor_prefix: str = Field("codegym-gym-server", description="Ray actor name prefix of node servers")

@@ -3,6 +3,8 @@ and the HTTP server's graceful shutdown, seen from a client (real server subproc
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import shutil
 import signal
@@ -17,7 +19,7 @@ from mcp.server import Server
 from test_server_support import running_http, sandbox_workers, sleepy_bank, spawn_http, wait_gone
 
 from mcp_gyms.bank import Bank
-from mcp_gyms.client import CallInterrupted, ConnectionLost, EpisodeRequestError, ToolInfo, connect
+from mcp_gyms.client import CallInterrupted, ConnectionLost, EpisodeRequestError, GymPool, ToolInfo, connect
 from mcp_gyms.gym_server import open_gym_server
 from mcp_gyms.http_service import HttpService
 from mcp_gyms.protocol import ErrorCode
@@ -231,3 +233,73 @@ async def test_one_calls_timeout_does_not_interrupt_the_others(tmp_path):
         assert isinstance(outcomes["slow"], CallInterrupted)
         assert not isinstance(outcomes["other"], CallInterrupted), outcomes["other"]
         assert outcomes["other"].observation == "slept 0.9"
+
+
+async def test_pool_spreads_episodes_over_servers_and_keeps_each_on_its_own(bank: Bank) -> None:
+    """A GymPool over two servers of one bank (as `codegym serve --procs 2` runs them): new episodes go to the
+    less loaded server, each episode stays where it started (its handle exists only there)."""
+    async with running_http(HttpService(bank, gyms=[GYM], workers=1)) as a, \
+            running_http(HttpService(bank, gyms=[GYM], workers=1)) as b, GymPool([a, b]) as pool:
+        assert [t.name for t in await pool.tools(GYM)][0] == "Observe" and len(await pool.tasks(GYM)) > 0
+        eps = [await pool.start(GYM, task=0) for _ in range(4)]
+        assert pool.load() == {a: 2, b: 2}
+        assert {ep.connection.target for ep in eps} == {f"{a}/gyms/{GYM}/mcp", f"{b}/gyms/{GYM}/mcp"}
+        for ep in eps:
+            assert (await ep.call("Observe")).error is None  # each call reaches the server that minted the handle
+        on_a = next(ep for ep in eps if ep.connection.target.startswith(a))
+        await on_a.close()
+        assert pool.load() == {a: 1, b: 2}
+        async with await pool.start(GYM, task=1) as fresh:
+            assert fresh.connection.target.startswith(a) and pool.load() == {a: 2, b: 2}
+        for ep in eps:
+            await ep.close()
+        assert pool.load() == {a: 0, b: 0} and sorted(s for s, _ in pool.connections()) == sorted([a, b])
+        await pool.release(GYM)
+        assert pool.connections() == []
+        with pytest.raises(EpisodeRequestError) as refused:
+            await pool.start(GYM, task="nope")
+        assert refused.value.kind == "unknown_task" and not refused.value.retryable
+    with pytest.raises(ValueError, match="http"):
+        GymPool(["ftp://x"])
+    with pytest.raises(ValueError, match="not both"):
+        GymPool([f"{a}", f"{a}/gyms/{GYM}/mcp"])
+
+
+async def test_a_call_that_never_left_is_sent_again_and_runs_once(bank: Bank) -> None:
+    """While nothing listens at the server's address a tool call cannot be sent (connection refused): the
+    client sends it again once the server is back, and the episode advanced by exactly one step."""
+    async with running_http(HttpService(bank, gyms=[GYM], workers=1)) as base:
+        upstream = int(base.rsplit(":", 1)[1])
+        open_links: set[asyncio.StreamWriter] = set()
+
+        async def forward(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", upstream)
+            open_links.update((writer, up_writer))
+
+            async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+                with contextlib.suppress(ConnectionError, OSError):
+                    while data := await src.read(65536):
+                        dst.write(data)
+                        await dst.drain()
+                dst.transport.abort()
+
+            await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+        port = free_port()
+        proxy = await asyncio.start_server(forward, "127.0.0.1", port)
+        async with connect(f"http://127.0.0.1:{port}/gyms/{GYM}/mcp", retries=6, backoff=0.1) as gym:
+            ep = await gym.start()
+            assert (await ep.call("Observe")).error is None
+            proxy.close()  # nothing listens any more, and every open link is cut
+            for writer in open_links:
+                writer.transport.abort()
+            await proxy.wait_closed()
+            async def reopen() -> None:
+                await asyncio.sleep(0.5)
+                await asyncio.start_server(forward, "127.0.0.1", port)
+
+            reopening = asyncio.create_task(reopen())
+            out = await ep.call("Height", {"position": 1})
+            assert reopening.done(), "the call returned before the server was reachable again"
+            assert out.error is None and out.steps == 2
+            assert (await ep.status()).steps == 2
