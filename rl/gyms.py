@@ -178,7 +178,7 @@ async def _node_servers(settings: LoopSettings) -> list[str]:
 
         actor = node_server_actor(node_id, settings.server, settings.server_actor_prefix)
     try:
-        url = await actor.url.remote()
+        url = await actor.urls.remote()  # every process of the node's server (--procs)
     except ray.exceptions.RayActorError as exc:
         raise GymServerError(f"the gym server actor {name!r} did not start: {exc}") from None
     _NODE_URLS[node_id] = [url] if isinstance(url, str) else list(url)
