@@ -25,8 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.bench_sandbox import load_trusted  # noqa: E402
 from benchmarks.common import REPEATS, Figure, descendants, rss_bytes, save, spawn_server  # noqa: E402
 from mcp_gyms.bank import Bank  # noqa: E402
-from mcp_gyms.client import Episode, connect  # noqa: E402
-from mcp_gyms.episode import Episode as LocalEpisode  # noqa: E402
+from mcp_gyms.client import RemoteEpisode, connect  # noqa: E402
+from mcp_gyms.episode import LocalEpisode  # noqa: E402
 
 GYM = "mountain_peak"
 EPISODES = 10_000
@@ -61,7 +61,7 @@ async def measure(tasks: int, batches: int) -> tuple[list[tuple[float, float, fl
                 await warm.call("Height", {"position": 1})
             await anyio.sleep(0.5)
             host0, workers0 = before = sizes(proc.pid)
-            episodes: list[Episode] = []
+            episodes: list[RemoteEpisode] = []
             limiter = anyio.CapacityLimiter(256)
 
             async def start(i: int) -> None:

@@ -49,7 +49,7 @@ import anyio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.common import REPEATS, CpuMeter, Figure, percentile, save, spawn_server  # noqa: E402
-from mcp_gyms.client import Episode, GymClientError, GymPool  # noqa: E402
+from mcp_gyms.client import GymClientError, GymPool, RemoteEpisode  # noqa: E402
 
 GYM = "mountain_peak"
 SAMPLES = 8
@@ -58,7 +58,7 @@ CALLS = 40  # the issue's 40 calls per trajectory; only the number of trajectori
 WAIT_S = (0.5, 2.0)
 COMMAND = [sys.executable, "-m", "mcp_gyms.cli", "serve", GYM, "--http", "--port", "0", "--max-episodes", "10000"]
 
-Start = Callable[[int, int], Awaitable[Episode]]
+Start = Callable[[int, int], Awaitable[RemoteEpisode]]
 
 
 async def rollout(start: Start, trajectories: list[tuple[int, int]], calls: int, seed: int,

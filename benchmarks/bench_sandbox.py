@@ -1,7 +1,7 @@
 """Sandbox overhead, and the original CodeGym server design as a baseline.
 
 1. Overhead: one tool call through the sandbox (host -> worker -> host) vs the same call on an
-   in-process Episode. Target: <= 0.3 ms added.
+   in-process LocalEpisode. Target: <= 0.3 ms added.
 2. Original design: a process forked per call on a pickled copy of the environment (trial then
    overwrite), one call at a time per server process — vs this project's pool with one worker,
    many episodes in flight. Both drive the same bundled gym; calls/s per core, i.e. calls per CPU
@@ -24,7 +24,7 @@ import anyio
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.common import CpuMeter, Figure, repeat, repeat_async, save  # noqa: E402
 from mcp_gyms.bank import Bank  # noqa: E402
-from mcp_gyms.episode import Episode  # noqa: E402
+from mcp_gyms.episode import LocalEpisode  # noqa: E402
 from mcp_gyms.sandbox import GymCode, SandboxPool  # noqa: E402
 
 GYM = "mountain_peak"
@@ -40,7 +40,7 @@ def load_trusted(bank: Bank) -> type:
 
 
 def in_process_call_s(cls: type, task: dict) -> float:
-    ep = Episode(cls, task, max_steps=10**9)
+    ep = LocalEpisode(cls, task, max_steps=10**9)
     started = time.perf_counter()
     for i in range(CALLS):
         ep.call("Height", {"position": i % 50})
@@ -59,7 +59,7 @@ async def sandbox_call_s(pool: SandboxPool, gym: GymCode, task: dict) -> float:
 
 # --- the original design ----------------------------------------------------------------------
 def _child(cls: type, task: dict, snapshot: bytes, action: tuple[str, dict], out) -> None:  # noqa: ANN001
-    episode = Episode(cls, task, max_steps=10**9)
+    episode = LocalEpisode(cls, task, max_steps=10**9)
     episode.gym = pickle.loads(snapshot)
     result = episode.call(*action)
     out.send((pickle.dumps(episode.gym), result.observation))
@@ -76,7 +76,7 @@ def original_design_calls_per_s(cls: type, task: dict, calls: int = 200, per_cpu
 
     Returns calls/s; appends calls per CPU second (server + children) to ``per_cpu``."""
     ctx = mp.get_context("fork")
-    state = pickle.dumps(Episode(cls, task, max_steps=10**9).gym)
+    state = pickle.dumps(LocalEpisode(cls, task, max_steps=10**9).gym)
     cpu0 = time.process_time() + _children_cpu()
     started = time.perf_counter()
     for i in range(calls):

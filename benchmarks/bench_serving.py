@@ -34,7 +34,7 @@ import anyio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.common import REPEATS, CpuMeter, Figure, percentile, save, spawn_server  # noqa: E402
-from mcp_gyms.client import Episode, GymConnection, connect  # noqa: E402
+from mcp_gyms.client import GymConnection, RemoteEpisode, connect  # noqa: E402
 
 GYM = "mountain_peak"
 CONCURRENCY = (64, 512, 2048)
@@ -75,9 +75,9 @@ class Series:
         return Figure(f"{self.label}: {name}", unit, [float(getattr(r, attr)) for r in self.runs])
 
 
-async def open_episodes(gym: GymConnection, n: int) -> list[Episode]:
+async def open_episodes(gym: GymConnection, n: int) -> list[RemoteEpisode]:
     """Start ``n`` episodes, 256 requests at a time."""
-    episodes: list[Episode | None] = [None] * n
+    episodes: list[RemoteEpisode | None] = [None] * n
     limiter = anyio.CapacityLimiter(256)
 
     async def one(i: int) -> None:
@@ -90,11 +90,11 @@ async def open_episodes(gym: GymConnection, n: int) -> list[Episode]:
     return [e for e in episodes if e is not None]
 
 
-async def close_episodes(episodes: list[Episode]) -> None:
+async def close_episodes(episodes: list[RemoteEpisode]) -> None:
     """Close every episode that has a handle, 256 requests at a time."""
     limiter = anyio.CapacityLimiter(256)
 
-    async def one(ep: Episode) -> None:
+    async def one(ep: RemoteEpisode) -> None:
         async with limiter:
             await ep.close()
 
@@ -104,12 +104,12 @@ async def close_episodes(episodes: list[Episode]) -> None:
                 tg.start_soon(one, ep)
 
 
-async def drive(episodes: list[Episode], calls: int, meter: CpuMeter, offset: int) -> Run:
+async def drive(episodes: list[RemoteEpisode], calls: int, meter: CpuMeter, offset: int) -> Run:
     """Every episode makes ``calls`` calls back to back, all episodes at once."""
     latencies: list[float] = []
     failed = 0
 
-    async def play(i: int, ep: Episode) -> None:
+    async def play(i: int, ep: RemoteEpisode) -> None:
         nonlocal failed
         for k in range(calls):
             started = time.perf_counter()

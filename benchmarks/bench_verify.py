@@ -23,13 +23,13 @@ from mcp_gyms.verify import collect_sources, verify_sources  # noqa: E402
 CHILD = """
 import json, sys
 sys.path.insert(0, {root!r})
-from mcp_gyms.episode import Episode
+from mcp_gyms.episode import LocalEpisode
 req = json.loads(sys.stdin.read())
 ns = {{}}
 exec(compile(req["code"], "gym", "exec"), ns)
 cls = ns[req["class_name"]]
 ref = cls.reference_answer(req["task"])
-res = Episode(cls, req["task"]).run_oracle()
+res = LocalEpisode(cls, req["task"]).run_oracle()
 print(json.dumps({{"reward": res.reward, "steps": res.steps, "ref": ref}}))
 """
 

@@ -175,11 +175,11 @@ def _rescore(args: argparse.Namespace) -> int:
         return _error(str(exc))
     except Exception as exc:
         from mcp_gyms.bank import BankError
+        from mcp_gyms.client import GymClientError
 
-        from .gyms import ServerError
         from .local import LocalServerError
 
-        if isinstance(exc, (BankError, ServerError, LocalServerError, OSError)):
+        if isinstance(exc, (BankError, GymClientError, LocalServerError, OSError)):
             return _error(str(exc))
         raise
     if args.json:

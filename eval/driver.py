@@ -15,7 +15,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from .gyms import EpisodeSession, GymEntry, StepReply, TaskEntry
+from mcp_gyms.client import RemoteEpisode
+from mcp_gyms.protocol import StepOutcome
+
+from .gyms import GymEntry, TaskEntry
 from .records import INVALID_KINDS, TOOL_ERROR_KINDS, CallRecord
 
 __all__ = ["EpisodeDriver", "EpisodeOver"]
@@ -32,7 +35,7 @@ class EpisodeDriver:
     gym: GymEntry
     task: TaskEntry
     sample: int
-    session: EpisodeSession
+    session: RemoteEpisode
     calls: list[CallRecord] = field(default_factory=list)
     messages: list[dict[str, Any]] = field(default_factory=list)
     turns: int = 0
@@ -74,7 +77,7 @@ class EpisodeDriver:
         if self.over:
             raise EpisodeOver(f"call to {name!r} after the episode ended")
         started = time.monotonic()
-        reply: StepReply = await self.session.call(name, arguments)
+        reply: StepOutcome = await self.session.call(name, arguments)
         record = CallRecord(turn=turn, id=call_id or f"call-{len(self.calls)}", name=name, arguments=arguments,
                             raw_arguments=raw_arguments, source=source, sent=True, observation=reply.observation,
                             error=reply.error, reward=reply.reward, done=reply.done, truncated=reply.truncated,

@@ -31,10 +31,11 @@ from typing import Any, Literal
 import anyio
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
+from mcp_gyms.client import GymClientError
 from mcp_gyms.constants import DEFAULT_MAX_STEPS, Difficulty
 
 from .chat import ChatModel, FatalModelError, RetryPolicy
-from .gyms import GymEntry, McpGymAccess, ServerError
+from .gyms import GymEntry, McpGymAccess
 from .local import LocalServer, LocalServerError
 from .policies import OpenAIPolicy, OraclePolicy, Policy, RandomPolicy
 from .records import EpisodeRecord
@@ -141,7 +142,7 @@ async def _describe_all(access: McpGymAccess, wanted: list[str] | None) -> list[
     else:
         ids = available
     entries: dict[str, GymEntry] = {}
-    errors: list[ServerError] = []
+    errors: list[GymClientError] = []
     limiter = anyio.CapacityLimiter(32)
 
     async def one(gym_id: str) -> None:
@@ -150,7 +151,7 @@ async def _describe_all(access: McpGymAccess, wanted: list[str] | None) -> list[
                 return
             try:
                 entries[gym_id] = await access.describe(gym_id)
-            except ServerError as exc:
+            except GymClientError as exc:
                 errors.append(exc)
             await access.release(gym_id)  # reopened when its episodes start
 
@@ -170,7 +171,7 @@ async def _run(config: EvalConfig, url: str, writer: TrajectoryWriter, records: 
         async with McpGymAccess(url, token=token, call_timeout=120.0) as access:
             try:
                 gyms = await _describe_all(access, config.gyms)
-            except ServerError as exc:
+            except GymClientError as exc:
                 raise EvalError(str(exc)) from None
             jobs = make_jobs(gyms, k=config.k, split=config.split, tasks_per_gym=config.tasks_per_gym)
             state["expected"] = len(jobs)
@@ -257,7 +258,7 @@ def run_evaluation(config: EvalConfig, *, progress: bool = True) -> RunOutcome:
             _remove_empty(out_dir)
         from mcp_gyms.bank import BankError
 
-        if isinstance(exc, (BankError, ServerError, LocalServerError, OSError)):
+        if isinstance(exc, (BankError, GymClientError, LocalServerError, OSError)):
             raise EvalError(str(exc)) from None
         raise
     finished_at = datetime.now(timezone.utc).isoformat(timespec="seconds")

@@ -7,7 +7,7 @@ policies and the runner do not depend on the client's details:
 - a gym's tools and tasks (:meth:`GymAccess.describe`; the tasks listing comes from the server's
   ``codegym://{gym}/tasks`` resource: index, id, difficulty, oracle steps — never hidden inputs);
 - a fresh episode on (gym, task, seed) (:meth:`GymAccess.start`), whose calls return a
-  :class:`StepReply` (the ``structuredContent`` of the tool result) and which can fetch the oracle's
+  :class:`~mcp_gyms.protocol.StepOutcome` (the ``structuredContent`` of the tool result) and which can fetch the oracle's
   plan for its own (task, seed);
 - closing it.
 """
@@ -18,15 +18,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from mcp_gyms.client import Episode, GymClientError, GymPool
-from mcp_gyms.protocol import EpisodeInfo, OraclePlan, StepOutcome
+from mcp_gyms.client import GymClientError, GymPool, RemoteEpisode
 
-__all__ = ["EpisodeSession", "GymAccess", "GymEntry", "McpGymAccess", "ServerError", "StepReply", "TaskEntry"]
+__all__ = ["GymAccess", "GymEntry", "McpGymAccess", "TaskEntry"]
 
-#: The gym server failed a request (transport error, refusal, unexpected reply): the client's one error class.
-#: ``retryable`` is true for failures that may pass on a retry (connection trouble, a full server); false for
-#: requests that cannot succeed (unknown gym or task) and for a tool call whose outcome is unknown.
-ServerError = GymClientError
 
 
 @dataclass(frozen=True)
@@ -50,20 +45,6 @@ class GymEntry:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-#: The outcome of one tool call: the tool result's ``structuredContent``, as the client parses it.
-StepReply = StepOutcome
-
-
-class EpisodeSession(Protocol):
-    """A live episode on the server."""
-
-    info: EpisodeInfo
-
-    async def call(self, name: str, arguments: dict[str, Any]) -> StepReply: ...
-
-    async def oracle(self) -> OraclePlan: ...
-
-    async def aclose(self) -> None: ...
 
 
 class GymAccess(Protocol):
@@ -73,27 +54,9 @@ class GymAccess(Protocol):
 
     async def describe(self, gym_id: str) -> GymEntry: ...
 
-    async def start(self, gym_id: str, task: int | str, seed: int | None = None) -> EpisodeSession: ...
+    async def start(self, gym_id: str, task: int | str, seed: int | None = None) -> RemoteEpisode: ...
 
     async def release(self, gym_id: str) -> None: ...
-
-
-# --- the adapter over mcp_gyms.client ------------------------------------------------------------------
-class _McpSession:
-    """An :class:`EpisodeSession` over :class:`mcp_gyms.client.Episode`."""
-
-    def __init__(self, episode: Episode, info: EpisodeInfo) -> None:
-        self._episode = episode
-        self.info = info
-
-    async def call(self, name: str, arguments: dict[str, Any]) -> StepReply:
-        return await self._episode.call(name, arguments)
-
-    async def oracle(self) -> OraclePlan:
-        return await self._episode.oracle_plan()
-
-    async def aclose(self) -> None:
-        await self._episode.close()
 
 
 class McpGymAccess:
@@ -137,23 +100,23 @@ class McpGymAccess:
             tasks = [TaskEntry(index=t.index, id=t.id, difficulty=t.difficulty, oracle_steps=t.oracle_steps)
                      for t in await self.pool.tasks(gym_id)]
         except GymClientError as exc:
-            raise ServerError(f"cannot describe gym {gym_id!r}: {exc}", retryable=exc.retryable) from None
+            raise GymClientError(f"cannot describe gym {gym_id!r}: {exc}", retryable=exc.retryable) from None
         entry = GymEntry(id=gym_id, tools=[t.model_dump() for t in tools], tasks=tasks)
         self._entries[gym_id] = entry
         return entry
 
-    async def start(self, gym_id: str, task: int | str, seed: int | None = None) -> EpisodeSession:
+    async def start(self, gym_id: str, task: int | str, seed: int | None = None) -> RemoteEpisode:
         """A fresh episode of ``gym_id`` on a task (index or id) and seed (default: the task's own)."""
         try:
             episode = await self.pool.start(gym_id, task=task, seed=seed)
         except GymClientError as exc:
-            raise ServerError(f"could not start gym {gym_id!r} task {task!r}: {exc}",
+            raise GymClientError(f"could not start gym {gym_id!r} task {task!r}: {exc}",
                               retryable=exc.retryable) from None
         if episode.info is None:
             await episode.close()
-            raise ServerError(f"the server of {gym_id!r} does not speak the codegym episode protocol "
+            raise GymClientError(f"the server of {gym_id!r} does not speak the codegym episode protocol "
                               "(codegym/episodes/start); the evaluator needs it to pick tasks")
-        return _McpSession(episode, episode.info)
+        return episode
 
     async def release(self, gym_id: str) -> None:
         """Close the connections to one gym (when its episodes are all done); they reopen on next use."""

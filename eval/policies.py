@@ -61,7 +61,7 @@ class OraclePolicy(Policy):
     name = "oracle"
 
     async def play(self, ep: EpisodeDriver) -> None:
-        plan = await ep.session.oracle()
+        plan = await ep.session.oracle_plan()
         if plan.error:
             raise OracleError(f"the oracle failed on the server: {plan.error}")
         for n, call in enumerate(plan.calls):

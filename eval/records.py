@@ -32,6 +32,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from mcp_gyms.constants import ErrorKind
+
 __all__ = ["CallRecord", "EpisodeRecord", "Reason", "INVALID_KINDS", "TOOL_ERROR_KINDS", "RECORD_FORMAT"]
 
 RECORD_FORMAT = "codegym-eval/1"
@@ -42,9 +44,9 @@ REASONS: tuple[str, ...] = ("done", "step_budget", "max_turns", "no_tool_call", 
                             "timeout", "server_error")
 
 #: Call error kinds that make a call *invalid* (the policy's fault before any gym code ran).
-INVALID_KINDS = frozenset({"malformed", "unknown_tool", "invalid_arguments"})
+INVALID_KINDS = ErrorKind.INVALID_CALL | {"malformed"}
 #: Call error kinds that are *tool errors* (gym code ran and failed, or hit a limit).
-TOOL_ERROR_KINDS = frozenset({"tool_error", "time_limit", "memory_limit", "output_too_large", "sandbox_error"})
+TOOL_ERROR_KINDS = ErrorKind.TOOL_FAILURE
 
 
 class _Model(BaseModel):

@@ -23,9 +23,10 @@ from typing import Any
 import anyio
 from pydantic import BaseModel, Field
 
+from mcp_gyms.client import GymClientError
 from mcp_gyms.files import atomic_write
 
-from .gyms import GymAccess, McpGymAccess, ServerError
+from .gyms import GymAccess, McpGymAccess
 from .local import LocalServer
 from .records import EpisodeRecord
 from .report import read_trajectories
@@ -67,7 +68,7 @@ async def _check(access: GymAccess, record: EpisodeRecord) -> EpisodeCheck:
                          recorded_done=record.done)
     try:
         session = await access.start(record.gym, record.task_index, record.seed)
-    except ServerError as exc:
+    except GymClientError as exc:
         check.error = f"could not start the episode: {exc}"
         return check
     try:
@@ -89,13 +90,13 @@ async def _check(access: GymAccess, record: EpisodeRecord) -> EpisodeCheck:
                 break
         check.replayed_reward, check.replayed_done = reward, done
         check.match = reward == record.reward and done == record.done
-    except ServerError as exc:
+    except GymClientError as exc:
         check.error = str(exc)
     finally:
         with anyio.CancelScope(shield=True), anyio.move_on_after(10):
             try:
-                await session.aclose()
-            except ServerError:
+                await session.close()
+            except GymClientError:
                 pass
     return check
 

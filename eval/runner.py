@@ -29,9 +29,11 @@ from typing import Any
 
 import anyio
 
+from mcp_gyms.client import GymClientError, RemoteEpisode
+
 from .chat import FatalModelError, ModelFailure
 from .driver import EpisodeDriver
-from .gyms import EpisodeSession, GymAccess, GymEntry, ServerError, TaskEntry
+from .gyms import GymAccess, GymEntry, TaskEntry
 from .policies import OracleError, Policy
 from .records import EpisodeRecord
 
@@ -94,11 +96,11 @@ class Progress:
             self._bar = None
 
 
-async def _start(access: GymAccess, job: Job, attempts: int, backoff_s: float) -> EpisodeSession:
+async def _start(access: GymAccess, job: Job, attempts: int, backoff_s: float) -> RemoteEpisode:
     for attempt in range(attempts):
         try:
             return await access.start(job.gym.id, job.task.index)
-        except ServerError as exc:
+        except GymClientError as exc:
             if attempt + 1 >= attempts or not exc.retryable:
                 raise
             await anyio.sleep(min(30.0, backoff_s * 2 ** attempt) * (0.5 + random.random() / 2))
@@ -118,7 +120,7 @@ async def play_episode(access: GymAccess, policy: Policy, job: Job, *, episode_t
                                 model=policy.model, oracle_steps=job.task.oracle_steps, started_at=started_at)
     try:
         session = await _start(access, job, start_attempts, start_backoff_s)
-    except ServerError as exc:
+    except GymClientError as exc:
         return EpisodeRecord(**base, seed=-1, reward=0.0, success=False, done=False, truncated=False,
                              reason="server_error", error=f"could not start the episode: {exc}",
                              wall_s=round(time.monotonic() - t0, 3))
@@ -132,13 +134,13 @@ async def play_episode(access: GymAccess, policy: Policy, job: Job, *, episode_t
         reason, error = "timeout", f"the episode ran past its time limit of {episode_timeout:g} s"
     except ModelFailure as exc:
         reason, error = exc.reason, exc.message
-    except (ServerError, OracleError) as exc:
+    except (GymClientError, OracleError) as exc:
         reason, error = "server_error", str(exc)
     finally:
         with anyio.CancelScope(shield=True), anyio.move_on_after(_CLOSE_TIMEOUT_S):
             try:
-                await session.aclose()
-            except ServerError:
+                await session.close()
+            except GymClientError:
                 pass
     if ep.terminated:
         reason = "done"

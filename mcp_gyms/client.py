@@ -24,7 +24,7 @@ Contract:
   until its idle timeout.
 - **Tool calls are never sent twice**: a call that surely never left this machine (no connection could
   be made) is sent again like an idempotent request; a connection failure or timeout once it may have
-  been sent raises :class:`CallInterrupted` (the call may or may not have run; ``Episode.status()`` tells
+  been sent raises :class:`CallInterrupted` (the call may or may not have run; ``RemoteEpisode.status()`` tells
   what the server has). A bad call is not an exception: it is a :class:`StepOutcome` with ``error`` set.
 - **Isolation.** Over HTTP every request is its own POST; when one POST's exchange fails (a reset link,
   a read timeout), only that request fails: the other requests in flight on the connection get their
@@ -89,7 +89,7 @@ from .protocol import (
 __all__ = [
     "CallInterrupted",
     "ConnectionLost",
-    "Episode",
+    "RemoteEpisode",
     "EpisodeRequestError",
     "GymClientError",
     "GymConnection",
@@ -129,7 +129,7 @@ class ConnectionLost(GymClientError):
 
 class CallInterrupted(ConnectionLost):
     """A tool call whose outcome is unknown: the connection failed or timed out after it was sent.
-    It is never retried; ask ``Episode.status()`` what the server has."""
+    It is never retried; ask ``RemoteEpisode.status()`` what the server has."""
 
     retryable = False
 
@@ -451,20 +451,20 @@ class GymConnection:
         return "\n".join(m.content.text for m in result.messages if isinstance(m.content, types.TextContent))
 
     async def start(self, task: int | str | None = None, difficulty: str | None = None,
-                    seed: int | None = None) -> Episode:
+                    seed: int | None = None) -> RemoteEpisode:
         """Start an episode (see :class:`mcp_gyms.protocol.StartParams`). Retried on connection errors."""
         request = StartRequest(params=StartParams(task=task, difficulty=difficulty, seed=seed))  # type: ignore[arg-type]
         try:
             info = await self._send(request, EpisodeInfo, "start")
         except EpisodeRequestError as exc:
             if exc.code == types.METHOD_NOT_FOUND:  # a plain MCP server: its own, implicit episode
-                return Episode(self, None)
+                return RemoteEpisode(self, None)
             raise
-        return Episode(self, info)
+        return RemoteEpisode(self, info)
 
-    def attach(self, handle: str) -> Episode:
-        """An :class:`Episode` object for an existing handle (e.g. one started by another process)."""
-        return Episode(self, None, handle=handle)
+    def attach(self, handle: str) -> RemoteEpisode:
+        """An :class:`RemoteEpisode` object for an existing handle (e.g. one started by another process)."""
+        return RemoteEpisode(self, None, handle=handle)
 
     async def _call_tool(self, name: str, arguments: Mapping[str, Any] | None, handle: str | None) -> StepOutcome:
         meta = {EPISODE_META_KEY: handle} if handle else None
@@ -517,7 +517,7 @@ def outcome_of(result: types.CallToolResult) -> StepOutcome:
     return StepOutcome(observation=text, error="error" if result.is_error else None)
 
 
-class Episode:
+class RemoteEpisode:
     """One episode on a :class:`GymConnection`. ``async with`` closes it on exit.
 
     Attributes:
@@ -534,7 +534,7 @@ class Episode:
         self.calls = 0
         self._on_close: Callable[[], None] | None = None  # a pool's count of its open episodes
 
-    async def __aenter__(self) -> Episode:
+    async def __aenter__(self) -> RemoteEpisode:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -658,7 +658,7 @@ class GymPool:
       gym on that server shares it (it multiplexes requests). :meth:`release` closes a gym's unused
       connections; ``max_connections`` closes the least recently used unused ones beyond that number.
     - **Spreading.** A new episode goes to the server with the fewest open episodes of this pool (ties in
-      turn); the episode stays on that server until it is closed (``Episode.close`` or ``async with``).
+      turn); the episode stays on that server until it is closed (``RemoteEpisode.close`` or ``async with``).
       Describing a gym (tools, tasks) asks the first server.
     - **Errors.** Every failure is a :class:`GymClientError` (its ``retryable`` says whether trying again
       later may help). ``start_retries`` retries a start refused as busy (full, stopping), with back-off,
@@ -824,7 +824,7 @@ class GymPool:
         return min(order, key=self._load.__getitem__)
 
     async def start(self, gym: str, task: int | str | None = None, difficulty: str | None = None,
-                    seed: int | None = None) -> Episode:
+                    seed: int | None = None) -> RemoteEpisode:
         """Start an episode of ``gym`` on the least loaded server (see :meth:`GymConnection.start`); it counts
         as that server's load until it is closed."""
         delay = self.start_backoff

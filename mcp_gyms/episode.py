@@ -29,24 +29,12 @@ import random
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from .constants import ErrorKind
 from .gym import DONE, OBSERVE, ArgumentError, Gym, GymSpec
 
-__all__ = ["Episode", "StepResult", "OracleResult", "ErrorKind"]
+__all__ = ["LocalEpisode", "StepResult", "OracleResult"]
 
 DEFAULT_MAX_OBSERVATION_CHARS = 16_384
-
-
-class ErrorKind:
-    """The kinds of bad call, as they appear in ``StepResult.error``."""
-
-    UNKNOWN_TOOL = "unknown_tool"
-    INVALID_ARGUMENTS = "invalid_arguments"
-    TOOL_ERROR = "tool_error"
-    EPISODE_OVER = "episode_over"
-    OUTPUT_TOO_LARGE = "output_too_large"
-    MEMORY_LIMIT = "memory_limit"
-    TIME_LIMIT = "time_limit"
-    SANDBOX_ERROR = "sandbox_error"
 
 
 @dataclass
@@ -100,7 +88,7 @@ def _reduce_random(rng: random.Random) -> Any:
 _SNAPSHOT_REDUCERS = {**copyreg.dispatch_table, random.Random: _reduce_random}
 
 
-class Episode:
+class LocalEpisode:
     """A gym instance plus the bookkeeping of one episode. Not thread-safe; one call at a time."""
 
     def __init__(

@@ -32,7 +32,7 @@ is rolled back with the rest of the state, and other episodes never see it. Assi
 itself (``type(self).X = ...``) is outside the contract.
 
 The episode rules (step budget, error observations, trial then overwrite) are enforced by
-:class:`mcp_gyms.episode.Episode`, not by gyms; a gym only describes behaviour.
+:class:`mcp_gyms.episode.LocalEpisode`, not by gyms; a gym only describes behaviour.
 """
 
 from __future__ import annotations

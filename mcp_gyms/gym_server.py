@@ -32,7 +32,7 @@ from starlette.requests import Request
 from . import __version__
 from .bank import Bank
 from .episode import StepResult
-from .episodes import DEFAULT_MAX_EPISODES, EpisodeError, EpisodeManager, LiveEpisode, LoadedGym
+from .episode_manager import DEFAULT_MAX_EPISODES, EpisodeError, EpisodeManager, LoadedGym, ServedEpisode
 from .protocol import (
     CONTROL_META_KEY,
     EPISODE_META_KEY,
@@ -248,7 +248,7 @@ class GymServer:
                 + ("" if self.handleless else "; or use `codegym serve GYM` over stdio, or `codegym serve --http` "
                    "and the URL /gyms/GYM/mcp/NAME, for an implicit episode"))
 
-    async def _episode_for(self, ctx: ServerRequestContext[Any, Any], meta: Mapping[str, Any] | None) -> LiveEpisode:
+    async def _episode_for(self, ctx: ServerRequestContext[Any, Any], meta: Mapping[str, Any] | None) -> ServedEpisode:
         manager, gym, startup = self.manager, self.gym, self.startup
         handle = self._handle_of(meta)
         if handle is not None:
@@ -312,7 +312,7 @@ class GymServer:
         except EpisodeError as exc:
             return _error_result(self._refused(exc))
         info = ep.info()
-        text = (f"Started task {info.task_id} ({info.difficulty}; task {info.task_index} of 0..{info.tasks - 1}; "
+        text = (f"Started task {info.task_id} ({info.difficulty}; task {info.task_index} of 0..{info.task_count - 1}; "
                 f"seed {info.seed}). Budget: {info.max_steps} tool calls. Tools: {self._tool_names}.\n\n"
                 f"{info.task_text}")
         return types.CallToolResult(content=_text(text), structured_content=info.model_dump(mode="json", by_alias=True,

@@ -32,7 +32,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .bank import Bank
-from .episodes import (
+from .episode_manager import (
     DEFAULT_IDLE_TIMEOUT_S,
     DEFAULT_MAX_EPISODES,
     EpisodeError,

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from .bank import Bank
-from .episodes import EpisodeError, resolve_task
+from .episode_manager import EpisodeError, resolve_task
 from .files import atomic_write
 from .protocol import DIFFICULTIES, EPISODE_NAME
 

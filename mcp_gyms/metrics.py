@@ -1,6 +1,6 @@
 """``GET /metrics`` of an HTTP gym server: its counters in the Prometheus text format, via ``prometheus_client``.
 
-The counters themselves live where they are counted (:class:`mcp_gyms.episodes.Metrics`, the sandbox pool's
+The counters themselves live where they are counted (:class:`mcp_gyms.episode_manager.Metrics`, the sandbox pool's
 :class:`~mcp_gyms.sandbox.PoolStats`); this module only reads them at scrape time through a custom collector,
 so the call path pays nothing for metrics it does not already keep. Each server process exposes its own
 counters (with ``codegym serve --procs N`` scrape every process's ``/metrics``: they are not summed).
@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
-from .episode import ErrorKind
-from .episodes import Metrics
+from .constants import ErrorKind
+from .episode_manager import Metrics
 
 if TYPE_CHECKING:
-    from .episodes import EpisodeManager
+    from .episode_manager import EpisodeManager
 
 __all__ = ["PROMETHEUS_CONTENT_TYPE", "prometheus_text"]
 

@@ -137,7 +137,7 @@ class EpisodeInfo(types.Result):
     gym: str
     task_id: str
     task_index: int
-    tasks: int = Field(description="number of tasks of the gym")
+    task_count: int = Field(alias="tasks", description="number of tasks of the gym")
     difficulty: Difficulty
     seed: int
     max_steps: int

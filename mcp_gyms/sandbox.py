@@ -61,7 +61,8 @@ from typing import Any
 import anyio
 from anyio.streams.buffered import BufferedByteReceiveStream
 
-from .episode import ErrorKind, OracleResult, StepResult, parse_action
+from .constants import ErrorKind
+from .episode import OracleResult, StepResult, parse_action
 from .gym import DONE, normalise_answer
 from .jail import protect_host
 from .zygote import WorkerProcess, Zygote, ZygoteLost, package_parent
@@ -881,7 +882,7 @@ class SandboxEpisode:
         return StepResult(f"Error: {message}", 0.0, self.terminated, self.truncated, self.steps, error=kind)
 
     async def step(self, action: str | dict[str, Any]) -> tuple[str, float, bool, bool, dict[str, Any]]:
-        """Gymnasium-style step; see :meth:`mcp_gyms.episode.Episode.step`."""
+        """Gymnasium-style step; see :meth:`mcp_gyms.episode.LocalEpisode.step`."""
         name, arguments = parse_action(action)
         result = self._local_error(ErrorKind.INVALID_ARGUMENTS, arguments) if name is None else await self.call(
             name, arguments)

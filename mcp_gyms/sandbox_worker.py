@@ -35,7 +35,7 @@ asks the host to replace this worker (after a memory error its heap cannot be tr
 
 Memory: the episodes of one task share one decoded copy of its configuration's immutable values
 (numbers, strings). Each episode's ``setup`` still gets containers of its own (a gym that mutates
-its task changes nothing for the others), and ``Episode.task`` decodes a fresh copy of the task's
+its task changes nothing for the others), and ``LocalEpisode.task`` decodes a fresh copy of the task's
 JSON text whenever it is read (at ``Done``), so gym code never holds anything another episode uses.
 A thousand-number task thus costs an idle episode what its gym keeps, not a private copy of every
 number twice over.
@@ -53,7 +53,8 @@ import traceback
 from collections import OrderedDict
 from typing import Any
 
-from .episode import Episode, ErrorKind, StepResult, _describe
+from .constants import ErrorKind
+from .episode import LocalEpisode, StepResult, _describe
 from .gym import Gym, GymSpec, normalise_answer
 from .jail import harden
 
@@ -95,8 +96,8 @@ def fresh_copy(value: Any) -> Any:
     return value
 
 
-class HostedEpisode(Episode):
-    """An :class:`Episode` whose task configuration is kept as (shared) JSON text, and whose ``Done``
+class WorkerEpisode(LocalEpisode):
+    """An :class:`LocalEpisode` whose task configuration is kept as (shared) JSON text, and whose ``Done``
     records the answer for the host to judge (``submitted``) instead of deciding a reward.
 
     ``task`` decodes a fresh dict each time it is read, so nothing gym code receives is shared with
@@ -123,7 +124,7 @@ class HostedEpisode(Episode):
 
     @task.setter
     def task(self, value: dict[str, Any]) -> None:
-        # Episode.__init__ assigns the copy it handed to setup; the text given to __init__ already says it
+        # LocalEpisode.__init__ assigns the copy it handed to setup; the text given to __init__ already says it
         if "_task_text" not in self.__dict__:
             self._task_text = json.dumps(value)
 
@@ -139,7 +140,7 @@ class Worker:
         self.time_limit_s = time_limit_s
         self.max_observation_chars = max_observation_chars
         self.classes: dict[str, type[Gym]] = {}
-        self.episodes: dict[str, Episode] = {}
+        self.episodes: dict[str, LocalEpisode] = {}
         self._tasks: OrderedDict[str, tuple[str, Any]] = OrderedDict()  # task JSON -> (that text, decoded)
         self._cpu_hard = resource.getrlimit(resource.RLIMIT_CPU)[1]
         self._cpu_soft = -1  # the soft CPU limit this worker last set
@@ -185,7 +186,7 @@ class Worker:
             cls = self._class(req["key"])
             task_text, shared = self._shared_task(req["task"])
             self._arm_cpu_limit(1 + len(replay))
-            ep = HostedEpisode(cls, task_text, shared, req.get("seed", 0), max_steps=req.get("max_steps"),
+            ep = WorkerEpisode(cls, task_text, shared, req.get("seed", 0), max_steps=req.get("max_steps"),
                                max_observation_chars=self.max_observation_chars)
             for tool, args in replay:
                 result = ep.call(tool, args)
@@ -203,7 +204,7 @@ class Worker:
             reply = {"result": {"observation": r.observation, "reward": r.reward, "terminated": r.terminated,
                                 "truncated": r.truncated, "steps": r.steps, "error": r.error, "done": r.done},
                      "restart": r.error == ErrorKind.MEMORY_LIMIT}
-            if r.terminated and r.error is None and isinstance(ep, HostedEpisode):
+            if r.terminated and r.error is None and isinstance(ep, WorkerEpisode):
                 reply["answer"] = ep.submitted
             return reply
         if op == "close":
@@ -236,7 +237,7 @@ class Worker:
         cls = self._class(req["key"])
         task_text, shared = self._shared_task(req["task"])
         self._arm_cpu_limit()
-        ep = HostedEpisode(cls, task_text, shared, req.get("seed", 0), max_steps=req.get("max_steps"),
+        ep = WorkerEpisode(cls, task_text, shared, req.get("seed", 0), max_steps=req.get("max_steps"),
                            max_observation_chars=self.max_observation_chars)
         calls: list[tuple[str, dict[str, Any]]] = []
         overrun: list[str] = []

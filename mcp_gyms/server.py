@@ -14,7 +14,7 @@ import sys
 import anyio
 
 from .bank import Bank
-from .episodes import (
+from .episode_manager import (
     DEFAULT_IDLE_TIMEOUT_S,
     DEFAULT_MAX_EPISODES,
     EpisodeError,

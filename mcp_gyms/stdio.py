@@ -16,7 +16,7 @@ from mcp.shared.message import SessionMessage
 from pydantic import ValidationError
 
 from .bank import Bank
-from .episodes import (
+from .episode_manager import (
     DEFAULT_MAX_EPISODES,
     EpisodeManager,
 )

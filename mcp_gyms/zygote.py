@@ -508,12 +508,12 @@ class WarmUp(Gym):
 def _warm_up() -> None:
     """Run a small gym of our own through the worker's code paths, so every worker starts with the
     interpreter's specialised (quickened) bytecode for them instead of warming it up again."""
-    from .sandbox_worker import HostedEpisode, load_gym_class
+    from .sandbox_worker import WorkerEpisode, load_gym_class
 
     cls = load_gym_class(_WARM_UP_GYM, "WarmUp", "warm-up")
     for _ in range(3):
         task = {"values": list(range(40))}
-        HostedEpisode(cls, json.dumps(task), task).run_oracle()
+        WorkerEpisode(cls, json.dumps(task), task).run_oracle()
 
 
 def _reap(channel: socket.socket) -> None:

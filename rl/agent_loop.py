@@ -64,9 +64,11 @@ from verl.experimental.agent_loop.agent_loop import AgentLoopBase, AgentLoopMetr
 from verl.experimental.agent_loop.tool_parser import FunctionCall, ToolParser
 from verl.tools.schemas import OpenAIFunctionToolSchema
 
-from mcp_gyms.protocol import openai_function_tools
+from mcp_gyms.client import GymClientError, RemoteEpisode
+from mcp_gyms.constants import ErrorKind
+from mcp_gyms.protocol import StepOutcome, openai_function_tools
 
-from .gyms import GymEpisode, GymServerError, StepOutcome, server_for
+from .gyms import server_for
 from .reward import reward_extra_info
 from .settings import AGENT_NAME, EpisodeSpec, LoopSettings, SettingsError, cut_observation, plain
 
@@ -75,11 +77,11 @@ __all__ = ["CodeGymAgentLoop", "INVALID_KINDS", "TOOL_ERROR_KINDS", "TurnLimits"
 logger = logging.getLogger(__name__)
 
 #: Error kinds (``StepOutcome.error``) that count as an invalid call by the model.
-INVALID_KINDS = frozenset({"unknown_tool", "invalid_arguments", "malformed_call"})
+INVALID_KINDS = ErrorKind.INVALID_CALL | {"malformed_call"}
 #: Error kinds that count as a tool error (the call was valid; the tool or its limits failed).
-TOOL_ERROR_KINDS = frozenset({"tool_error", "time_limit", "memory_limit", "output_too_large", "sandbox_error"})
+TOOL_ERROR_KINDS = ErrorKind.TOOL_FAILURE
 #: Error kinds that mean the episode is gone on the server side: the trajectory ends as a server error.
-SERVER_GONE_KINDS = frozenset({"episode_over", "unknown_episode", "no_episode", "wrong_gym", "shutting_down"})
+SERVER_GONE_KINDS = ErrorKind.EPISODE_GONE
 
 
 class Tally:
@@ -243,14 +245,14 @@ class CodeGymAgentLoop(AgentLoopBase):
         t = _Trajectory(request_id=uuid4().hex, messages=[dict(m) for m in kwargs["raw_prompt"]])
         if sampling_params.get("logprobs"):  # every row of the batch then needs log-probs, even one never generated
             t.logprobs = []
-        episode: GymEpisode | None = None
+        episode: RemoteEpisode | None = None
         tools: list[dict[str, Any]] = []
         started = time.perf_counter()
         try:
             server = await server_for(self.settings)
             tools = openai_function_tools(await server.tools(spec.gym))
             episode = await server.start(spec)
-        except GymServerError as exc:
+        except GymClientError as exc:
             t.ended, t.error = "server_error", str(exc)
         finally:
             t.env_time += time.perf_counter() - started
@@ -268,7 +270,7 @@ class CodeGymAgentLoop(AgentLoopBase):
         TALLY.count(spec, unjudged, t.error)
         return self._output(t, spec)
 
-    async def _play(self, t: _Trajectory, episode: GymEpisode, tools: list[dict[str, Any]],
+    async def _play(self, t: _Trajectory, episode: RemoteEpisode, tools: list[dict[str, Any]],
                     sampling_params: dict[str, Any]) -> None:
         parser_tools = _parser_tools(tools)
         stop_ids = list(getattr(self.tool_parser, "stop_token_ids", []) or [])
@@ -363,17 +365,24 @@ class CodeGymAgentLoop(AgentLoopBase):
         t.invalid_calls += 1
         return {"role": "tool", "name": "invalid_tool_call", "content": f"Error: {why}"}
 
-    async def _call(self, t: _Trajectory, episode: GymEpisode, call: FunctionCall) -> dict[str, Any]:
+    async def _call(self, t: _Trajectory, episode: RemoteEpisode, call: FunctionCall) -> dict[str, Any]:
         """Run one parsed call on the episode; returns the tool message. Sets ``t.ended`` when it must stop."""
         t.tool_calls += 1
         try:
             arguments: Any = json.loads(call.arguments) if call.arguments else {}
         except json.JSONDecodeError:
             arguments = call.arguments  # the server reports non-JSON arguments as a bad call
+        if not isinstance(arguments, dict):  # the client sends JSON objects only: a bad call, judged here
+            shown = arguments if isinstance(arguments, str) else type(arguments).__name__
+            arguments = None
+            result = StepOutcome(observation=f"Error: invalid arguments for {call.name}: arguments must be a JSON "
+                                             f"object (got {str(shown)[:60]})", error=ErrorKind.INVALID_ARGUMENTS,
+                                 steps=t.steps)
         began = time.perf_counter()
         try:
-            result: StepOutcome = await episode.call(call.name, arguments)
-        except GymServerError as exc:
+            if arguments is not None:
+                result = await episode.call(call.name, arguments)
+        except GymClientError as exc:
             t.ended, t.error = "server_error", str(exc)
             return {}
         finally:
@@ -394,11 +403,11 @@ class CodeGymAgentLoop(AgentLoopBase):
             message["tool_call_id"] = call.tool_call_id
         return message
 
-    async def _close(self, t: _Trajectory, episode: GymEpisode) -> None:
+    async def _close(self, t: _Trajectory, episode: RemoteEpisode) -> None:
         began = time.perf_counter()
         try:
             status = await episode.close()
-        except GymServerError as exc:
+        except GymClientError as exc:
             logger.warning("closing episode %s failed: %s", getattr(episode, "handle", "?"), exc)
             status = None
         finally:

@@ -1,6 +1,6 @@
 """How the agent loop reaches gym servers: only over MCP, through :mod:`mcp_gyms.client`.
 
-- :func:`server_for` gives the trajectory its worker's :class:`GymServer`: one
+- :func:`server_for` gives the trajectory its worker's :class:`WorkerGyms`: one
   :class:`mcp_gyms.client.GymPool` per worker process, event loop and connection settings, over every URL of
   ``LoopSettings.servers`` — or, when that list is empty, the URL of this node's gym-server Ray actor
   (:mod:`rl.servers`), looked up once per process; under plain ``main_ppo`` (no launcher) the first
@@ -10,11 +10,12 @@
   server with the fewest open episodes of this worker and stays there. Unused connections beyond
   ``max_pooled_gyms`` are closed, least recently used first. The pool is entered and left by an owner task
   of its own, so no trajectory's task ever owns a connection.
-- :class:`GymEpisode` is one episode: ``call`` returns the server's :class:`~mcp_gyms.protocol.StepOutcome`
-  (a bad call is an outcome with ``error`` set, never an exception); ``close`` returns the final status.
+- :meth:`WorkerGyms.start` gives the trajectory a :class:`~mcp_gyms.client.RemoteEpisode`: ``call`` returns
+  the server's :class:`~mcp_gyms.protocol.StepOutcome` (a bad call is an outcome with ``error`` set, never an
+  exception); ``close`` returns the final status.
 
-Every transport or server failure surfaces as :class:`GymServerError` (the client's
-:class:`~mcp_gyms.client.GymClientError`): the loop records it and ends the trajectory.
+Every transport or server failure surfaces as the client's :class:`~mcp_gyms.client.GymClientError`: the
+loop records it and ends the trajectory.
 """
 
 from __future__ import annotations
@@ -22,18 +23,15 @@ from __future__ import annotations
 import asyncio
 import os
 import weakref
-from collections.abc import Mapping
 from typing import Any
 
-from mcp_gyms.client import Episode, GymClientError, GymPool
-from mcp_gyms.protocol import TOKEN_ENV, EpisodeStatus, StepOutcome
+from mcp_gyms.client import GymClientError, GymPool, RemoteEpisode
+from mcp_gyms.protocol import TOKEN_ENV
 
 from .settings import EpisodeSpec, LoopSettings
 
-__all__ = ["GymEpisode", "GymServer", "GymServerError", "StepOutcome", "close_all", "server_for"]
+__all__ = ["WorkerGyms", "close_all", "server_for"]
 
-#: The gym server could not serve a request (unreachable, refused, timed out, episode gone).
-GymServerError = GymClientError
 
 
 class _OwnedPool:
@@ -57,7 +55,7 @@ class _OwnedPool:
     async def ready(self) -> GymPool:
         await self._ready.wait()
         if self._owner.done():
-            raise GymServerError(f"the gym pool stopped: {self._owner.exception()!r}")
+            raise GymClientError(f"the gym pool stopped: {self._owner.exception()!r}")
         return self.pool
 
     async def aclose(self) -> None:
@@ -91,40 +89,7 @@ async def close_all() -> None:
         await owned.aclose()
 
 
-class GymEpisode:
-    """One episode on a pooled connection; its server's load drops when :meth:`close` is called."""
-
-    def __init__(self, episode: Episode) -> None:
-        self._episode = episode
-        self.handle = episode.handle
-        self.info = episode.info
-
-    async def call(self, name: str, arguments: Any) -> StepOutcome:
-        """One tool call. Arguments that are not a JSON object are refused here as an invalid call (the
-        client sends objects only); the server judges everything else.
-
-        Raises:
-            GymServerError: the call's outcome is unknown (connection lost or timed out).
-        """
-        if arguments is None:
-            arguments = {}
-        if not isinstance(arguments, Mapping):
-            shown = arguments if isinstance(arguments, str) else type(arguments).__name__
-            return StepOutcome(observation=f"Error: invalid arguments for {name}: arguments must be a JSON object "
-                                           f"(got {str(shown)[:60]})", error="invalid_arguments",
-                               steps=self._episode.steps)
-        return await self._episode.call(name, dict(arguments))
-
-    async def close(self) -> EpisodeStatus | None:
-        """Close the episode (idempotent).
-
-        Raises:
-            GymServerError: the server could not be reached to close it.
-        """
-        return await self._episode.close()
-
-
-class GymServer:
+class WorkerGyms:
     """The gym servers of one worker (one or more base URLs serving the same bank), through its pool."""
 
     def __init__(self, pool: GymPool) -> None:
@@ -135,26 +100,26 @@ class GymServer:
         """The gym's tools as the server lists them (name, description, input_schema), cached per worker.
 
         Raises:
-            GymServerError: the server is unreachable or has no such gym.
+            GymClientError: the server is unreachable or has no such gym.
         """
         return [t.model_dump() for t in await self.pool.tools(gym)]
 
-    async def start(self, spec: EpisodeSpec) -> GymEpisode:
+    async def start(self, spec: EpisodeSpec) -> RemoteEpisode:
         """Start the episode ``spec`` names on the least loaded server; a busy server (too many episodes) is
         retried with back-off.
 
         Raises:
-            GymServerError: the server is unreachable, refused the task, or stayed busy.
+            GymClientError: the server is unreachable, refused the task, or stayed busy.
         """
         try:
             episode = await self.pool.start(spec.gym, task=spec.task, seed=spec.seed)
         except GymClientError as exc:
-            raise GymServerError(f"start {spec.gym}/{spec.task}: {exc}", retryable=exc.retryable) from None
+            raise GymClientError(f"start {spec.gym}/{spec.task}: {exc}", retryable=exc.retryable) from None
         if episode.handle is None:
             await episode.close()
-            raise GymServerError(f"{self.pool.endpoint(self.base_url, spec.gym)} is not a codegym server "
+            raise GymClientError(f"{self.pool.endpoint(self.base_url, spec.gym)} is not a codegym server "
                                  "(it has no episodes)")
-        return GymEpisode(episode)
+        return episode
 
 
 async def _node_servers(settings: LoopSettings) -> list[str]:
@@ -163,9 +128,9 @@ async def _node_servers(settings: LoopSettings) -> list[str]:
     try:
         import ray
     except ImportError as exc:  # pragma: no cover - ray comes with veRL
-        raise GymServerError("no gym servers configured (codegym.servers is empty) and Ray is missing") from exc
+        raise GymClientError("no gym servers configured (codegym.servers is empty) and Ray is missing") from exc
     if not ray.is_initialized():
-        raise GymServerError("no gym servers configured: set codegym.servers=[http://host:port,...] or launch "
+        raise GymClientError("no gym servers configured: set codegym.servers=[http://host:port,...] or launch "
                              "with `python -m rl.train`, which starts one gym server per Ray node")
     node_id = ray.get_runtime_context().get_node_id()
     if node_id in _NODE_URLS:
@@ -180,20 +145,20 @@ async def _node_servers(settings: LoopSettings) -> list[str]:
     try:
         url = await actor.urls.remote()  # every process of the node's server (--procs)
     except ray.exceptions.RayActorError as exc:
-        raise GymServerError(f"the gym server actor {name!r} did not start: {exc}") from None
+        raise GymClientError(f"the gym server actor {name!r} did not start: {exc}") from None
     _NODE_URLS[node_id] = [url] if isinstance(url, str) else list(url)
     return _NODE_URLS[node_id]
 
 
-async def server_for(settings: LoopSettings) -> GymServer:
+async def server_for(settings: LoopSettings) -> WorkerGyms:
     """The gym servers for the next trajectory: ``settings.servers`` (episodes spread over them), else this
     node's gym server.
 
     Raises:
-        GymServerError: no server is configured or found.
+        GymClientError: no server is configured or found.
     """
     servers = list(settings.servers) or await _node_servers(settings)
     try:
-        return GymServer(await _pool(servers, settings))
+        return WorkerGyms(await _pool(servers, settings))
     except ValueError as exc:
-        raise GymServerError(f"codegym.servers: {exc}") from None
+        raise GymClientError(f"codegym.servers: {exc}") from None

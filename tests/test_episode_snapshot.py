@@ -7,7 +7,8 @@ import random
 from typing import Any
 
 from mcp_gyms import Gym, tool
-from mcp_gyms.episode import Episode, ErrorKind
+from mcp_gyms.constants import ErrorKind
+from mcp_gyms.episode import LocalEpisode
 
 
 class Dice(Gym):
@@ -50,8 +51,8 @@ class _MyRandom(random.Random):
 
 
 def test_failed_calls_roll_back_to_the_last_good_call() -> None:
-    ep = Episode(Dice, {"other": 3}, seed=11)
-    twin = Episode(Dice, {"other": 3}, seed=11)  # the same episode without the failing calls
+    ep = LocalEpisode(Dice, {"other": 3}, seed=11)
+    twin = LocalEpisode(Dice, {"other": 3}, seed=11)  # the same episode without the failing calls
     for fail in (False, True, True, False, True, False):
         result = ep.call("Roll", {"fail": fail})
         if fail:

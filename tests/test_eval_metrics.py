@@ -122,7 +122,7 @@ def test_eval_reaches_gyms_only_through_mcp() -> None:
 
     import eval as package
 
-    forbidden = {"mcp_gyms.gym", "mcp_gyms.episode", "mcp_gyms.episodes", "mcp_gyms.sandbox",
+    forbidden = {"mcp_gyms.gym", "mcp_gyms.episode", "mcp_gyms.episode_manager", "mcp_gyms.sandbox",
                  "mcp_gyms.sandbox_worker", "mcp_gyms.jail"}
     for path in Path(package.__file__).parent.glob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):

@@ -9,7 +9,8 @@ from typing import Any, ClassVar
 import pytest
 
 from mcp_gyms import Gym, GymSpec, tool
-from mcp_gyms.episode import Episode, ErrorKind
+from mcp_gyms.constants import ErrorKind
+from mcp_gyms.episode import LocalEpisode
 from mcp_gyms.gym import split_args, strip_examples
 
 
@@ -64,7 +65,7 @@ class Counter(Gym):
         call("Done", answer=json.loads(call("Step", by=0)) * 0 + 2 * 5)
 
 
-def _state(ep: Episode) -> dict[str, Any]:
+def _state(ep: LocalEpisode) -> dict[str, Any]:
     return {k: (v.getstate() if k == "rng" else copy.deepcopy(v)) for k, v in ep.gym.__dict__.items()}
 
 
@@ -120,7 +121,7 @@ def test_strip_examples_keeps_later_sections():
     ],
 )
 def test_bad_calls_name_the_problem_and_leave_state(name, args, kind, words):
-    ep = Episode(Counter, {"target": 5})
+    ep = LocalEpisode(Counter, {"target": 5})
     ep.call("Step", {"by": 3})
     before = _state(ep)
     result = ep.call(name, args)
@@ -131,17 +132,17 @@ def test_bad_calls_name_the_problem_and_leave_state(name, args, kind, words):
 
 
 def test_done_rewards_and_ends():
-    ep = Episode(Counter, {"target": 5})
+    ep = LocalEpisode(Counter, {"target": 5})
     wrong = ep.call("Done", {"answer": 3})
     assert wrong.terminated and wrong.reward == 0 and "reward=0" in wrong.observation
     assert ep.call("Observe").error == ErrorKind.EPISODE_OVER
-    ep = Episode(Counter, {"target": 5})
+    ep = LocalEpisode(Counter, {"target": 5})
     right = ep.call("Done", {"answer": 10})
     assert right.terminated and right.reward == 1.0
 
 
 def test_step_budget_truncates_with_zero_reward():
-    ep = Episode(Counter, {"target": 5})
+    ep = LocalEpisode(Counter, {"target": 5})
     results = [ep.call("Observe") for _ in range(Counter.max_steps)]
     assert results[-1].truncated and not results[-1].terminated and results[-1].reward == 0
     assert not any(r.truncated for r in results[:-1])
@@ -150,7 +151,7 @@ def test_step_budget_truncates_with_zero_reward():
 
 
 def test_gymnasium_step_view():
-    ep = Episode(Counter, {"target": 1})
+    ep = LocalEpisode(Counter, {"target": 1})
     obs, reward, terminated, truncated, info = ep.step({"name": "Step", "arguments": {"by": 2}})
     assert (obs, reward, terminated, truncated, info) == ("2", 0.0, False, False, {"steps": 1, "error": None})
     obs, *_rest, info = ep.step('{"name": "Step", "parameters": {"by": 1}}')  # the original format's key
@@ -162,7 +163,7 @@ def test_gymnasium_step_view():
 
 
 def test_oracle_plays_through_the_call_path():
-    result = Episode(Counter, {"target": 5}).run_oracle()
+    result = LocalEpisode(Counter, {"target": 5}).run_oracle()
     assert result.reward == 1.0 and result.error is None
     assert result.steps == 12 - 0 == len(result.calls)  # every oracle call is counted
     assert result.calls[0] == ("Step", {"by": 1})
@@ -174,7 +175,7 @@ def test_oracle_that_never_calls_done_is_reported():
         def solve(call) -> None:
             call("Observe")
 
-    result = Episode(Lazy, {"target": 5}).run_oracle()
+    result = LocalEpisode(Lazy, {"target": 5}).run_oracle()
     assert result.reward == 0 and result.error == "the oracle ended without calling Done"
 
 
@@ -216,7 +217,7 @@ def test_unpicklable_state_fails_at_start():
             self.gen = (i for i in range(3))
 
     with pytest.raises(TypeError, match="cannot be snapshotted"):
-        Episode(Bad, {"target": 1})
+        LocalEpisode(Bad, {"target": 1})
 
 
 class _RaisesWhenPickled:
@@ -239,9 +240,9 @@ def test_snapshot_errors_name_the_problem():
         return Holder
 
     with pytest.raises(TypeError, match="cannot be snapshotted: ValueError$"):
-        Episode(gym_holding(ValueError()), {"target": 1})
+        LocalEpisode(gym_holding(ValueError()), {"target": 1})
     with pytest.raises(MemoryError):
-        Episode(gym_holding(MemoryError()), {"target": 1})
+        LocalEpisode(gym_holding(MemoryError()), {"target": 1})
 
 
 def test_class_level_containers_belong_to_each_episode():
@@ -264,7 +265,7 @@ def test_class_level_containers_belong_to_each_episode():
                 raise ValueError("negative")
             return len(self.seen)
 
-    first, second = Episode(Shared, {"target": 1}), Episode(Shared, {"target": 1})
+    first, second = LocalEpisode(Shared, {"target": 1}), LocalEpisode(Shared, {"target": 1})
     assert first.call("Remember", {"value": 5}).observation == "1"
     assert first.call("Remember", {"value": -1}).error == ErrorKind.TOOL_ERROR  # rolled back
     assert first.gym.seen == [5] and first.gym.names == {"a": 1, "5": 5}
@@ -307,7 +308,7 @@ def test_tricky_failures_still_roll_back():
             super().setup(task)
             self.task_seen = task
 
-    ep = Episode(Tricky, {"target": 5})
+    ep = LocalEpisode(Tricky, {"target": 5})
     ep.call("Step", {"by": 1})
     for name, kind in [("Interrupt", ErrorKind.TOOL_ERROR), ("Unsavable", ErrorKind.TOOL_ERROR),
                        ("Liar", ErrorKind.OUTPUT_TOO_LARGE)]:

@@ -19,7 +19,7 @@ import pytest
 
 from mcp_gyms import cli
 from mcp_gyms.bank import Bank
-from mcp_gyms.episode import ErrorKind
+from mcp_gyms.constants import ErrorKind
 from mcp_gyms.gym import strip_examples
 from mcp_gyms.sandbox import GymCode, SandboxError, SandboxLimits, SandboxPool
 from mcp_gyms.v1 import PRELOAD, env_payload, worker_preload

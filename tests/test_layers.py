@@ -27,7 +27,7 @@ RUN_AS_SCRIPTS = ("synthesis.sandboxed.",)
 
 #: Runtime modules that run gym code in this process or manage the processes that do.
 GYM_CODE_MODULES = {"mcp_gyms.sandbox", "mcp_gyms.sandbox_worker", "mcp_gyms.zygote", "mcp_gyms.jail",
-                    "mcp_gyms.episode", "mcp_gyms.episodes"}
+                    "mcp_gyms.episode", "mcp_gyms.episode_manager"}
 FORBIDDEN = {
     "mcp_gyms": {"synthesis", "eval", "rl"},
     "synthesis": {"rl"},

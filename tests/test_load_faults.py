@@ -43,8 +43,8 @@ from conftest import gym_code
 from test_server_support import descendants, spawn_http
 
 from mcp_gyms.bank import Bank, GymRecord, Provenance, TaskRecord
-from mcp_gyms.client import Episode, connect
-from mcp_gyms.episode import ErrorKind
+from mcp_gyms.client import RemoteEpisode, connect
+from mcp_gyms.constants import ErrorKind
 from mcp_gyms.sandbox import GymCode, SandboxLimits, SandboxPool
 
 EPISODES = 1000
@@ -88,7 +88,7 @@ async def test_episodes_survive_random_worker_kills(tmp_path: Path) -> None:
     proc, base = spawn_http("--bank", str(bank.root), "--workers", "2", "--max-episodes", str(2 * EPISODES))
     try:
         async with connect(f"{base}/gyms/{GYM}/mcp", request_timeout=120) as gym, httpx.AsyncClient() as http:
-            episodes: list[Episode | None] = [None] * EPISODES
+            episodes: list[RemoteEpisode | None] = [None] * EPISODES
             limiter = anyio.CapacityLimiter(256)
 
             async def start(i: int) -> None:

@@ -11,7 +11,8 @@ import anyio
 import pytest
 from conftest import gym_code
 
-from mcp_gyms.episode import Episode, ErrorKind
+from mcp_gyms.constants import ErrorKind
+from mcp_gyms.episode import LocalEpisode
 from mcp_gyms.sandbox import GymCode, SandboxError, SandboxLimits, SandboxPool
 
 COUNTER = gym_code("")
@@ -110,7 +111,7 @@ async def test_killed_worker_loses_no_committed_state(pool):
             tg.start_soon(play, ep, plan)
     assert kills > 0
     for i, ep in enumerate(episodes):
-        reference = Episode(_load(COUNTER), {"value": i})
+        reference = LocalEpisode(_load(COUNTER), {"value": i})
         for tool, args in ep.committed:
             reference.call(tool, args)
         assert (await ep.call("Get")).observation == str(reference.gym.value)

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from conftest import gym_code
 
-from mcp_gyms.episode import ErrorKind
+from mcp_gyms.constants import ErrorKind
 
 EVIL = gym_code('''
 @tool

@@ -28,7 +28,7 @@ import anyio
 import pytest
 from conftest import gym_code
 
-from mcp_gyms.episode import ErrorKind
+from mcp_gyms.constants import ErrorKind
 from mcp_gyms.sandbox import MAX_STEPS, SandboxError, SandboxLimits, SandboxPool
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -157,7 +157,7 @@ def Poison(self) -> str:
     builtins.sorted = lambda *a, **k: []
     random.seed(0)
     for obj in __import__("gc").get_objects():
-        if isinstance(obj, episode_module.Episode):
+        if isinstance(obj, episode_module.LocalEpisode):
             obj.reward = 1.0
     return "poisoned"
 ''', "Snoop")
@@ -413,7 +413,7 @@ def solve(call):
 
 async def test_the_episode_manager_refuses_rejected_gyms_unless_allowed(tmp_path):
     from mcp_gyms.bank import Bank, GymRecord, Provenance, TaskRecord, VerificationReport
-    from mcp_gyms.episodes import EpisodeError, EpisodeManager
+    from mcp_gyms.episode_manager import EpisodeError, EpisodeManager
 
     bank = Bank.create(tmp_path / "bank")
     code = gym_code("")

@@ -19,7 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from test_server_support import running_http, sleepy_bank, spawn_http
 
 from mcp_gyms.bank import Bank
-from mcp_gyms.client import Episode, EpisodeRequestError, connect
+from mcp_gyms.client import EpisodeRequestError, RemoteEpisode, connect
 from mcp_gyms.http_service import HttpService
 from mcp_gyms.protocol import CONTROL_META_KEY, EPISODE_META_KEY, START_TOOL, ErrorCode
 from mcp_gyms.sandbox import GymCode, SandboxLimits, SandboxPool
@@ -388,7 +388,7 @@ async def test_500_concurrent_episodes_match_sequential_play(bank: Bank) -> None
     proc, base = spawn_http("--workers", "2", "--max-episodes", str(n))
     try:
         async with connect(endpoint(base), request_timeout=120) as gym, httpx.AsyncClient() as http:
-            episodes: list[Episode] = []
+            episodes: list[RemoteEpisode] = []
 
             async def start(i: int) -> None:
                 episodes[i] = await gym.start(task=plans[i][0], seed=plans[i][1])

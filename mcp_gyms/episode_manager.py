@@ -32,11 +32,12 @@ import anyio
 from anyio.abc import TaskGroup
 
 from .bank import Bank, BankError, GymRecord, TaskRecord
-from .episode import ErrorKind, OracleResult, StepResult
+from .constants import ErrorKind
+from .episode import OracleResult, StepResult
 from .protocol import EpisodeInfo, EpisodeStatus, ErrorCode
 from .sandbox import UNKNOWN, GymCode, SandboxEpisode, SandboxError, SandboxPool
 
-__all__ = ["EpisodeError", "EpisodeManager", "LiveEpisode", "LoadedGym", "Metrics", "rejection", "resolve_task"]
+__all__ = ["EpisodeError", "EpisodeManager", "ServedEpisode", "LoadedGym", "Metrics", "rejection", "resolve_task"]
 
 DEFAULT_MAX_EPISODES = 10_000
 DEFAULT_IDLE_TIMEOUT_S = 900.0
@@ -47,15 +48,15 @@ _GYM_RETRY_S = 30.0  # a gym that failed to load is not retried before this
 class EpisodeError(Exception):
     """A request about episodes that cannot be served; ``kind`` is machine-readable."""
 
-    NO_EPISODE = "no_episode"
-    UNKNOWN_EPISODE = "unknown_episode"
+    NO_EPISODE = ErrorKind.NO_EPISODE
+    UNKNOWN_EPISODE = ErrorKind.UNKNOWN_EPISODE
     EPISODE_OVER = ErrorKind.EPISODE_OVER
-    WRONG_GYM = "wrong_gym"
-    UNKNOWN_GYM = "unknown_gym"
-    UNKNOWN_TASK = "unknown_task"
-    GYM_UNAVAILABLE = "gym_unavailable"
-    TOO_MANY_EPISODES = "too_many_episodes"
-    SHUTTING_DOWN = "shutting_down"
+    WRONG_GYM = ErrorKind.WRONG_GYM
+    UNKNOWN_GYM = ErrorKind.UNKNOWN_GYM
+    UNKNOWN_TASK = ErrorKind.UNKNOWN_TASK
+    GYM_UNAVAILABLE = ErrorKind.GYM_UNAVAILABLE
+    TOO_MANY_EPISODES = ErrorKind.TOO_MANY_EPISODES
+    SHUTTING_DOWN = ErrorKind.SHUTTING_DOWN
     SANDBOX_ERROR = ErrorKind.SANDBOX_ERROR
 
     _CODES = {
@@ -145,7 +146,7 @@ def resolve_task(gym_id: str, tasks: list[TaskRecord], task: int | str | None = 
 
 
 @dataclass(eq=False)
-class LiveEpisode:
+class ServedEpisode:
     """An open episode: its handle, what it plays, its sandbox episode and bookkeeping."""
 
     handle: str
@@ -164,7 +165,7 @@ class LiveEpisode:
 
     def info(self) -> EpisodeInfo:
         return EpisodeInfo(episode=self.handle, gym=self.gym.id, task_id=self.task.id, task_index=self.task_index,
-                           tasks=len(self.gym.tasks), difficulty=self.task.difficulty, seed=self.seed,
+                           task_count=len(self.gym.tasks), difficulty=self.task.difficulty, seed=self.seed,
                            max_steps=self.sandbox.max_steps, task_text=self.gym.record.task_text)
 
     def status(self, ended: str | None = None) -> EpisodeStatus:
@@ -235,7 +236,7 @@ class EpisodeManager:
         self._gyms: dict[str, LoadedGym] = {}
         self._gym_failures: dict[str, tuple[float, str]] = {}
         self._gym_locks: dict[str, anyio.Lock] = {}
-        self._live: dict[str, LiveEpisode] = {}
+        self._live: dict[str, ServedEpisode] = {}
         self._ended: OrderedDict[str, EpisodeStatus] = OrderedDict()
         self._implicit: dict[tuple[str, str], str] = {}
         self._implicit_of: dict[str, tuple[str, str]] = {}
@@ -349,7 +350,7 @@ class EpisodeManager:
         return len(self._live)
 
     async def start(self, gym_id: str, task: int | str | None = None, difficulty: str | None = None,
-                    seed: int | None = None, *, implicit_key: str | None = None) -> LiveEpisode:
+                    seed: int | None = None, *, implicit_key: str | None = None) -> ServedEpisode:
         """Open an episode of ``gym_id`` on a task (see :meth:`LoadedGym.resolve_task`).
 
         With ``implicit_key`` the episode becomes the implicit episode of that key (replacing, and
@@ -380,7 +381,7 @@ class EpisodeManager:
         finally:
             self._starting -= 1
         handle = secrets.token_urlsafe(18)
-        ep = LiveEpisode(handle, gym, index, seed, sandbox, implicit_key)
+        ep = ServedEpisode(handle, gym, index, seed, sandbox, implicit_key)
         self._live[handle] = ep
         if implicit_key is not None:
             self._implicit[(gym_id, implicit_key)] = handle
@@ -391,7 +392,7 @@ class EpisodeManager:
             raise EpisodeError(EpisodeError.SHUTTING_DOWN, "the server is shutting down")
         return ep
 
-    def get(self, handle: str, gym_id: str | None = None) -> LiveEpisode:
+    def get(self, handle: str, gym_id: str | None = None) -> ServedEpisode:
         """The open episode ``handle`` (of ``gym_id`` when given). Raises EpisodeError otherwise."""
         ep = self._live.get(handle)
         if ep is None:
@@ -420,7 +421,7 @@ class EpisodeManager:
                 return exc.status
             raise
 
-    async def call(self, ep: LiveEpisode, tool: str, arguments: str) -> StepResult:
+    async def call(self, ep: ServedEpisode, tool: str, arguments: str) -> StepResult:
         """One tool call on an open episode (arguments as JSON text). Never raises for a bad call."""
         self._check_open()
         ep.in_flight += 1
@@ -459,7 +460,7 @@ class EpisodeManager:
             raise
         return await self._end(ep, "closed")
 
-    async def oracle(self, ep: LiveEpisode) -> OracleResult:
+    async def oracle(self, ep: ServedEpisode) -> OracleResult:
         """Play the gym's oracle on the episode's (task, seed) in the sandbox; the episode is untouched."""
         self._check_open()
         self.metrics.oracle_runs += 1
@@ -469,7 +470,7 @@ class EpisodeManager:
         except SandboxError as exc:
             raise EpisodeError(EpisodeError.SANDBOX_ERROR, f"the oracle failed: {exc}") from None
 
-    async def _end(self, ep: LiveEpisode, reason: str) -> EpisodeStatus:
+    async def _end(self, ep: ServedEpisode, reason: str) -> EpisodeStatus:
         if self._live.pop(ep.handle, None) is None:
             return self._ended.get(ep.handle) or ep.status("closed")
         with anyio.CancelScope(shield=True):
