@@ -16,7 +16,7 @@ import httpx
 import mcp_types as types
 import pytest
 from mcp.server import Server
-from test_server_support import running_http, sandbox_workers, sleepy_bank, spawn_http, wait_gone
+from server_support import running_http, sandbox_workers, sleepy_bank, spawn_http, wait_gone
 
 from mcp_gyms.bank import Bank
 from mcp_gyms.client import CallInterrupted, ConnectionLost, EpisodeRequestError, GymPool, ToolInfo, connect
@@ -93,7 +93,7 @@ async def test_reconnects_after_a_server_restart(bank: Bank) -> None:
     """Idempotent requests reconnect; the episode itself is gone with the old server (a clear error)."""
     port = free_port()
 
-    async def serve(stop: anyio.Event) -> None:
+    async def serve(stop: anyio.Event, up: anyio.Event, down: anyio.Event) -> None:
         import uvicorn
 
         service = HttpService(bank, gyms=[GYM], workers=1)
@@ -101,24 +101,28 @@ async def test_reconnects_after_a_server_restart(bank: Bank) -> None:
                                                timeout_graceful_shutdown=1))
         async with anyio.create_task_group() as tg:
             tg.start_soon(server.serve)
+            while not server.started:  # uvicorn's own readiness flag
+                await anyio.sleep(0.01)
+            up.set()
             await stop.wait()
             server.should_exit = True
+        down.set()  # the server has stopped listening
 
     url = f"http://127.0.0.1:{port}/gyms/{GYM}/mcp"
     async with anyio.create_task_group() as tg:
-        first = anyio.Event()
-        tg.start_soon(serve, first)
-        await anyio.sleep(1.0)
+        first, first_up, first_down = anyio.Event(), anyio.Event(), anyio.Event()
+        tg.start_soon(serve, first, first_up, first_down)
+        await first_up.wait()
         async with connect(url, retries=5, backoff=0.2) as gym:
             ep = await gym.start()
             assert (await ep.call("Observe")).error is None
             first.set()
-            await anyio.sleep(1.5)  # the server is down now
+            await first_down.wait()
             with pytest.raises(ConnectionLost):
                 await ep.call("Observe")  # a tool call is never retried
-            second = anyio.Event()
-            tg.start_soon(serve, second)
-            await anyio.sleep(1.0)
+            second, second_up = anyio.Event(), anyio.Event()
+            tg.start_soon(serve, second, second_up, anyio.Event())
+            await second_up.wait()
             assert len(await gym.list_tools()) == 5  # reconnected
             gone = await ep.call("Observe")
             assert gone.error == "unknown_episode"

@@ -42,7 +42,7 @@ from client_matrix import (
     short_script,
 )
 from mcp import Client, StdioServerParameters
-from test_server_support import SERVER, have_codegym_script, spawn_http
+from server_support import SERVER, have_codegym_script, spawn_http
 
 from mcp_gyms.bank import Bank
 

@@ -40,7 +40,7 @@ from pathlib import Path
 import anyio
 import httpx
 from conftest import gym_code
-from test_server_support import descendants, spawn_http
+from server_support import descendants, spawn_http
 
 from mcp_gyms.bank import Bank, GymRecord, Provenance, TaskRecord
 from mcp_gyms.client import RemoteEpisode, connect

@@ -9,8 +9,8 @@ import json
 import subprocess
 
 import httpx
+from server_support import REPO, SERVER, running_http
 from test_server_http import ACCEPT, LegacySession, endpoint, modern
-from test_server_support import REPO, SERVER, running_http
 
 from mcp_gyms.bank import Bank
 from mcp_gyms.http_service import HttpService

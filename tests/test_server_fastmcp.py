@@ -16,7 +16,7 @@ import subprocess
 
 import pytest
 from client_matrix import missing_client
-from test_server_support import REPO, SERVER, spawn_http
+from server_support import REPO, SERVER, spawn_http
 
 from mcp_gyms.bank import Bank
 

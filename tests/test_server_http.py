@@ -16,7 +16,7 @@ import anyio
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from test_server_support import running_http, sleepy_bank, spawn_http
+from server_support import running_http, sleepy_bank, spawn_http
 
 from mcp_gyms.bank import Bank
 from mcp_gyms.client import EpisodeRequestError, RemoteEpisode, connect

@@ -21,7 +21,7 @@ import anyio
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from test_server_support import REPO, SERVER, descendants, spawn_http_ready, wait_gone
+from server_support import REPO, SERVER, descendants, spawn_http_ready, wait_gone
 
 from mcp_gyms.client import connect
 from mcp_gyms.ready import ReadyInfo

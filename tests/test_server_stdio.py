@@ -15,7 +15,7 @@ import sys
 import anyio
 import pytest
 from mcp import Client, StdioServerParameters
-from test_server_support import REPO, SERVER, alive, descendants, have_codegym_script, wait_gone
+from server_support import REPO, SERVER, alive, descendants, have_codegym_script, wait_gone
 
 from mcp_gyms.bank import Bank
 from mcp_gyms.client import connect
