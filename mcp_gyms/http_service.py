@@ -17,7 +17,6 @@ import os
 import socket
 import sys
 from collections.abc import AsyncIterator, Callable
-from typing import Any
 
 import anyio
 import mcp_types as types
@@ -31,6 +30,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from .background import hold
 from .bank import Bank
 from .episode_manager import (
     DEFAULT_IDLE_TIMEOUT_S,
@@ -144,11 +144,6 @@ class _GymEndpoints:
                 self._tg = None
                 tg.cancel_scope.cancel()
 
-    async def _hold(self, mgr: StreamableHTTPSessionManager, *, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
-        async with mgr.run():
-            task_status.started()
-            await anyio.sleep_forever()
-
     async def endpoint(self, gym_id: str) -> StreamableHTTPSessionManager:
         mgr = self.managers.get(gym_id)
         if mgr is not None:
@@ -166,7 +161,7 @@ class _GymEndpoints:
                 session_idle_timeout=self.service.session_idle_timeout, max_sessions=self.service.max_sessions,
                 max_request_body_size=self.service.max_request_body,
             )
-            await self._tg.start(self._hold, mgr)
+            await hold(self._tg, mgr.run)  # runs until the service's task group is cancelled
             self.managers[gym_id] = mgr
             return mgr
 
