@@ -2,7 +2,7 @@
 
 The Python-client benchmark (``bench_serving.py``) is what eval and rl see, but its client costs more CPU
 per call than either server, so it measures the client. Here the load comes from ``wrk`` (C, with
-``benchmarks/wrk_tools_call.lua``), which costs a few microseconds per request (issue 16, item 1):
+``benchmarks/wrk_tools_call.lua``), which costs a few microseconds per request:
 
 - Both servers run at once, each its own process on 127.0.0.1: **(a)** ``benchmarks/bare_server.py`` (the
   SDK's low-level server, one tool answering a constant: the protocol stack's ceiling) and **(b)**
@@ -207,7 +207,7 @@ def report(servers: list[Server], args: argparse.Namespace) -> int:
     notes = (f"wrk, {args.threads} threads, {args.connections} connections, {args.rounds} alternating runs of "
              f"{args.seconds:g} s per server after a {args.warmup:g} s warm-up; {args.episodes:,} episode handles "
              f"in rotation; MCP 2026-07-28 tools/call Height(position) on gym {GYM}, JSON responses. Server CPU = "
-             "the server process + its sandbox workers (from /proc). Target (issue 16): codegym's CPU per call "
+             "the server process + its sandbox workers (from /proc). Target: codegym's CPU per call "
              "<= 1.4x the bare SDK server's."
              + (f" FAILED: bad responses from {', '.join(failed)} (first: "
                 f"{next((s.first_bad for s in servers if s.first_bad), '')[:200]})" if failed else ""))

@@ -8,7 +8,7 @@ measured alternately, ``--rounds`` times. Reported: total calls/s, server CPU pe
 and its sandbox workers), p50/p99, and calls/s against one process.
 
 On a 2-core machine the load generator and the sandbox workers share the cores with the servers, so the
-ceiling is the machine: the target (issue 16) is 2 processes >= 1.3x the calls/s of one.
+ceiling is the machine: the target is 2 processes >= 1.3x the calls/s of one.
 
     python benchmarks/bench_procs.py [--procs-list 1,2,4] [--rounds 3] [--seconds 8]
 """
@@ -127,7 +127,7 @@ def report(counts: list[int], runs: dict[int, list[dict[str, float]]], args: arg
     notes = (f"wrk per port, {args.connections} connections in all, {args.rounds} alternating runs of "
              f"{args.seconds:g} s after a {args.warmup:g} s warm-up; {args.episodes:,} episodes spread over the "
              f"ports; tools/call Height on {GYM}. {os.cpu_count()} CPU(s), shared by wrk, the servers and their "
-             "sandbox workers. Target (issue 16): 2 processes >= 1.3x the calls/s of one."
+             "sandbox workers. Target: 2 processes >= 1.3x the calls/s of one."
              + (" FAILED: bad responses." if failed else ""))
     save("serving_procs", "Serving from several processes (--procs N), native load generator", rows, figures,
          notes=notes, extra={"summary": summary, "settings": vars(args)})

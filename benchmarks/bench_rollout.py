@@ -11,7 +11,7 @@ servers sustained over the run, and p50/p99 of one call. Target: env share < 2 %
 
 Two modes:
 
-- **One client process** (default, ``--procs 0``): the trajectories run in this process. The issue's
+- **One client process** (default, ``--procs 0``): the trajectories run in this process. The target's
   4,096 trajectories (512 prompts × 8 samples) of 40 calls ask 4,096 / 1.25 s ≈ 3,300 calls/s for 50 s,
   beyond what one Python MCP client process plus the server can carry on a 2-core machine, so the default
   run is scaled and says so: ``PROMPTS`` × 8 trajectories of ``CALLS`` calls with the same waits (the
@@ -54,7 +54,7 @@ from mcp_gyms.client import GymClientError, GymPool, RemoteEpisode  # noqa: E402
 GYM = "mountain_peak"
 SAMPLES = 8
 PROMPTS = 48  # x 8 = 384 trajectories: ~310 calls/s asked, what this 2-core machine carries unsaturated
-CALLS = 40  # the 40 calls per trajectory; only the number of trajectories is scaled
+CALLS = 40  # the target's 40 calls per trajectory; only the number of trajectories is scaled
 WAIT_S = (0.5, 2.0)
 COMMAND = [sys.executable, "-m", "mcp_gyms.cli", "serve", GYM, "--http", "--port", "0", "--max-episodes", "10000"]
 
@@ -225,8 +225,8 @@ async def main(repeats: int, prompts: int, calls: int) -> None:
     save("rollout", "RL-scale rollout simulation", rows, [share, call_share, burst_s, burst, rate, p50, p99, load],
          notes=("Env time = episode start + every tool call + close, as the trajectory sees it (MCP client "
                 "included); total = the trajectory's wall time. " + (
-                    "Scaled: the issue's 4,096 x 40 asks ~3,300 calls/s, more than one client process and "
-                    "the server can carry on 2 cores; the waits are the issue's, so the share is measured at "
+                    "Scaled: the target's 4,096 x 40 asks ~3,300 calls/s, more than one client process and "
+                    "the server can carry on 2 cores; the waits are the target's, so the share is measured at "
                     "the same think time, at the load this machine sustains." if scaled else "")),
          extra={"prompts": prompts, "samples": SAMPLES, "calls": calls, "scaled": scaled})
 

@@ -1,6 +1,6 @@
 """Serving throughput and latency: a bare MCP SDK server vs ``codegym serve --http``, same client.
 
-What runs (issue 8, item 1):
+What runs:
 
 - **(a)** ``benchmarks/bare_server.py``: the SDK's low-level ``Server`` whose one tool returns a constant
   (the ceiling of the protocol stack), and **(b)** ``codegym serve mountain_peak --http`` (HttpService,
