@@ -30,8 +30,8 @@ handle
 step
     One tool call on an episode, bad calls included; ``steps`` counts them against the step budget
     (``max_steps``, :data:`~mcp_gyms.constants.DEFAULT_MAX_STEPS` unless the gym says otherwise). Its
-    outcome is a :class:`~mcp_gyms.protocol.StepOutcome` on the wire (the engine's own record of it is
-    :class:`~mcp_gyms.episode.StepResult`, which the server turns into one).
+    outcome is a :class:`~mcp_gyms.outcome.StepOutcome`, the same type from the engine to the client (the
+    ``structuredContent`` of a tool result on the wire).
 terminated / truncated / done
     ``terminated``: ``Done`` was called. ``truncated``: the step budget was spent without ``Done``.
     ``done``: either. Every layer, eval's records included, uses them in this sense only.

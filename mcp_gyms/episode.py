@@ -26,34 +26,16 @@ import io
 import json
 import pickle
 import random
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from .constants import ErrorKind
 from .gym import DONE, OBSERVE, ArgumentError, Gym, GymSpec
+from .outcome import StepOutcome
 
-__all__ = ["LocalEpisode", "StepResult", "OracleResult"]
+__all__ = ["LocalEpisode", "OracleResult"]
 
 DEFAULT_MAX_OBSERVATION_CHARS = 16_384
-
-
-@dataclass
-class StepResult:
-    """What one call returns. ``error`` is ``None`` for a good call, else an :class:`ErrorKind`."""
-
-    observation: str
-    reward: float
-    terminated: bool
-    truncated: bool
-    steps: int
-    error: str | None = None
-
-    @property
-    def done(self) -> bool:
-        return self.terminated or self.truncated
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "done": self.done}
 
 
 @dataclass
@@ -117,7 +99,7 @@ class LocalEpisode:
         return self.terminated or self.truncated
 
     # --- calls -------------------------------------------------------------------------------
-    def call(self, name: str, arguments: str | dict[str, Any] | None = None) -> StepResult:
+    def call(self, name: str, arguments: str | dict[str, Any] | None = None) -> StepOutcome:
         """Make one call. ``arguments`` is a JSON object, as text or as a dict."""
         if self.done:
             why = "Done was called" if self.terminated else f"the step budget of {self.max_steps} calls is spent"
@@ -126,11 +108,11 @@ class LocalEpisode:
         result = self._call(name, arguments)
         if not self.terminated and self.steps >= self.max_steps:
             self.truncated = True
-            result.truncated = True
+            result.truncated = result.done = True
             result.observation += f"\n[episode truncated: step budget of {self.max_steps} calls spent, reward 0]"
         return result
 
-    def _call(self, name: str, arguments: str | dict[str, Any] | None) -> StepResult:
+    def _call(self, name: str, arguments: str | dict[str, Any] | None) -> StepOutcome:
         spec = self.spec.tools.get(name)
         if spec is None:
             known = ", ".join(self.spec.tools)
@@ -172,9 +154,9 @@ class LocalEpisode:
                 f"{self.max_observation_chars:,}; the state is unchanged",
             )
         self._committed = after
-        return StepResult(observation, 0.0, False, False, self.steps)
+        return StepOutcome.of(observation, 0.0, False, False, self.steps)
 
-    def _done(self, answer: Any) -> StepResult:
+    def _done(self, answer: Any) -> StepOutcome:
         gym_class = self.spec.gym_class
         try:
             correct = bool(gym_class.check_answer(answer, gym_class.reference_answer(self.task)))
@@ -183,10 +165,10 @@ class LocalEpisode:
         self.terminated = True
         self.reward = 1.0 if correct else 0.0
         verdict = "correct" if correct else "incorrect"
-        return StepResult(f"Answer {verdict}. reward={int(self.reward)}", self.reward, True, False, self.steps)
+        return StepOutcome.of(f"Answer {verdict}. reward={int(self.reward)}", self.reward, True, False, self.steps)
 
-    def _error(self, kind: str, message: str) -> StepResult:
-        return StepResult(f"Error: {message}", 0.0, self.terminated, self.truncated, self.steps, error=kind)
+    def _error(self, kind: str, message: str) -> StepOutcome:
+        return StepOutcome.of(f"Error: {message}", 0.0, self.terminated, self.truncated, self.steps, error=kind)
 
     def _snapshot(self) -> bytes:
         try:

@@ -33,7 +33,8 @@ from anyio.abc import TaskGroup
 
 from .bank import Bank, BankError, GymRecord, TaskRecord
 from .constants import ErrorKind
-from .episode import OracleResult, StepResult
+from .episode import OracleResult
+from .outcome import StepOutcome
 from .protocol import EpisodeInfo, EpisodeStatus, ErrorCode
 from .sandbox import UNKNOWN, GymCode, SandboxEpisode, SandboxError, SandboxPool
 
@@ -421,7 +422,7 @@ class EpisodeManager:
                 return exc.status
             raise
 
-    async def call(self, ep: ServedEpisode, tool: str, arguments: str) -> StepResult:
+    async def call(self, ep: ServedEpisode, tool: str, arguments: str) -> StepOutcome:
         """One tool call on an open episode (arguments as JSON text). Never raises for a bad call."""
         self._check_open()
         ep.in_flight += 1
@@ -433,7 +434,7 @@ class EpisodeManager:
                 result = await ep.sandbox.call(tool, arguments)
             except SandboxError as exc:
                 sb = ep.sandbox
-                result = StepResult(f"Error: {exc}", 0.0, sb.terminated, sb.truncated, sb.steps,
+                result = StepOutcome.of(f"Error: {exc}", 0.0, sb.terminated, sb.truncated, sb.steps,
                                     error=ErrorKind.SANDBOX_ERROR)
         finally:
             elapsed = time.monotonic() - started

@@ -31,7 +31,6 @@ from starlette.requests import Request
 
 from . import __version__
 from .bank import Bank
-from .episode import StepResult
 from .episode_manager import DEFAULT_MAX_EPISODES, EpisodeError, EpisodeManager, LoadedGym, ServedEpisode
 from .protocol import (
     CONTROL_META_KEY,
@@ -138,7 +137,7 @@ def _text(text: str) -> list[types.TextContent]:
     return [types.TextContent(text=text)]
 
 
-def _step_result(result: StepResult, handle: str | None) -> types.CallToolResult:
+def _step_result(result: StepOutcome, handle: str | None) -> types.CallToolResult:
     # StepOutcome's fields, built as a dict: this runs on every call, and the sandbox already checked
     # every field's type (see SandboxEpisode._checked)
     outcome = {"observation": result.observation, "reward": float(result.reward), "done": result.done,

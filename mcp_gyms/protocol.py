@@ -46,6 +46,7 @@ import mcp_types as types
 from pydantic import BaseModel, ConfigDict, Field
 
 from .constants import DEFAULT_MAX_STEPS, DIFFICULTIES, Difficulty
+from .outcome import StepOutcome
 
 __all__ = [
     "DEFAULT_MAX_STEPS",
@@ -174,18 +175,6 @@ class OraclePlan(types.Result):
     reward: float = Field(description="the reward the oracle earned when the server played it")
     steps: int
     error: str | None = None
-
-
-class StepOutcome(_Wire):
-    """The outcome of one tool call: the ``structuredContent`` of every gym tool result."""
-
-    observation: str = Field(description="what the tool returned (also the result's text content)")
-    reward: float = Field(0.0, description="1 for a Done with the right answer, else 0")
-    done: bool = Field(False, description="the episode has ended (terminated or truncated)")
-    terminated: bool = Field(False, description="Done was called")
-    truncated: bool = Field(False, description="the step budget was spent without Done")
-    steps: int = Field(0, description="calls made in this episode so far, bad calls included")
-    error: str | None = Field(None, description="null for a good call, else the kind of bad call (ErrorKind)")
 
 
 def wire_schema(model: type[BaseModel], mode: Literal["validation", "serialization"] = "serialization",

@@ -62,9 +62,10 @@ import anyio
 from anyio.streams.buffered import BufferedByteReceiveStream
 
 from .constants import ErrorKind
-from .episode import OracleResult, StepResult, parse_action
+from .episode import OracleResult, parse_action
 from .gym import DONE, normalise_answer
 from .jail import protect_host
+from .outcome import StepOutcome
 from .zygote import WorkerProcess, Zygote, ZygoteLost, package_parent
 
 __all__ = ["GymCode", "MAX_STEPS", "SandboxError", "SandboxEpisode", "SandboxLimits", "SandboxPool", "UNKNOWN"]
@@ -816,7 +817,7 @@ class SandboxEpisode:
     def done(self) -> bool:
         return self.terminated or self.truncated
 
-    async def call(self, tool: str, arguments: str | dict[str, Any] | None = None) -> StepResult:
+    async def call(self, tool: str, arguments: str | dict[str, Any] | None = None) -> StepOutcome:
         """Make one call; never raises for a bad call (the result is an error observation)."""
         if not isinstance(arguments, str):
             try:
@@ -853,7 +854,7 @@ class SandboxEpisode:
                 self.pool.stats.call_errors += 1
             return result
 
-    def _checked(self, tool: str, reply: dict[str, Any]) -> StepResult:
+    def _checked(self, tool: str, reply: dict[str, Any]) -> StepOutcome:
         """The worker's reply as a result the host stands behind. The worker runs untrusted code and
         could forge its reply, so the host counts the steps itself, only a good ``Done`` that reports an
         answer may end the episode (its reward is judged by the caller, never taken from the reply), the
@@ -872,14 +873,14 @@ class SandboxEpisode:
             return self._error_at(steps, ErrorKind.OUTPUT_TOO_LARGE, f"{tool} returned an oversized observation")
         terminated = tool == DONE and error is None and r.get("terminated") is True and "answer" in reply
         truncated = not terminated and steps >= self.max_steps
-        return StepResult(r["observation"], 0.0, terminated, truncated, steps, error)
+        return StepOutcome.of(r["observation"], 0.0, terminated, truncated, steps, error)
 
-    def _error_at(self, steps: int, kind: str, message: str) -> StepResult:
-        return StepResult(f"Error: {message}", 0.0, self.terminated, not self.terminated and steps >= self.max_steps,
+    def _error_at(self, steps: int, kind: str, message: str) -> StepOutcome:
+        return StepOutcome.of(f"Error: {message}", 0.0, self.terminated, not self.terminated and steps >= self.max_steps,
                           steps, error=kind)
 
-    def _local_error(self, kind: str, message: str) -> StepResult:
-        return StepResult(f"Error: {message}", 0.0, self.terminated, self.truncated, self.steps, error=kind)
+    def _local_error(self, kind: str, message: str) -> StepOutcome:
+        return StepOutcome.of(f"Error: {message}", 0.0, self.terminated, self.truncated, self.steps, error=kind)
 
     async def step(self, action: str | dict[str, Any]) -> tuple[str, float, bool, bool, dict[str, Any]]:
         """Gymnasium-style step; see :meth:`mcp_gyms.episode.LocalEpisode.step`."""

@@ -9,7 +9,7 @@ its host over two private pipes (fds 0-2 point at /dev/null and Python's ``print
     {"id": n, "op": "open",      "key": k, "ep": e, "task": {...}, "seed": s, "max_steps": m,
                                  "replay": [[tool, args_json], ...], "steps": n}
     {"id": n, "op": "call",      "ep": e, "tool": t, "args": "{...}"}
-                                 -> {"result": StepResult fields, "answer": the answer, for a good Done}
+                                 -> {"result": StepOutcome fields, "answer": the answer, for a good Done}
     {"id": n, "op": "close",     "ep": e}
     {"id": n, "op": "reference", "key": k, "task": {...}}                          -> {"answer": ...}
     {"id": n, "op": "check",     "key": k, "answer": a, "reference": r}           -> {"correct": bool}
@@ -54,9 +54,10 @@ from collections import OrderedDict
 from typing import Any
 
 from .constants import ErrorKind
-from .episode import LocalEpisode, StepResult, _describe
+from .episode import LocalEpisode, _describe
 from .gym import Gym, GymSpec, normalise_answer
 from .jail import harden
+from .outcome import StepOutcome
 
 _PRELOAD = (
     "collections", "heapq", "bisect", "itertools", "functools", "math", "random", "re", "string",
@@ -105,13 +106,13 @@ class WorkerEpisode(LocalEpisode):
 
     submitted: Any = None
 
-    def _done(self, answer: Any) -> StepResult:
+    def _done(self, answer: Any) -> StepOutcome:
         try:
             self.submitted = normalise_answer(answer)
         except (TypeError, ValueError, RecursionError) as exc:
             return self._error(ErrorKind.INVALID_ARGUMENTS, f"the answer is not JSON: {_describe(exc)}")
         self.terminated = True
-        return StepResult("", 0.0, True, False, self.steps)
+        return StepOutcome.of("", 0.0, True, False, self.steps)
 
     def __init__(self, gym_class: type[Gym], task_text: str, shared_task: Any, seed: int = 0,
                  **kwargs: Any) -> None:
