@@ -177,7 +177,7 @@ class ServedEpisode:
 
 
 class Metrics:
-    """Counters and a latency histogram, rendered as Prometheus text by :meth:`EpisodeManager.metrics_text`."""
+    """Counters and a latency histogram, rendered as Prometheus text by :mod:`mcp_gyms.metrics`."""
 
     BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -501,60 +501,6 @@ class EpisodeManager:
                 "max_episodes": self.max_episodes, "workers": self.pool.concurrency, "live_workers": self.pool.live_workers,
                 "uptime_s": round(time.time() - self.started_at, 1)}
 
-    def metrics_text(self) -> str:
-        """Prometheus text exposition of the counters."""
-        m, stats = self.metrics, self.pool.stats
-        out: list[str] = []
-
-        def metric(name: str, kind: str, help_text: str, samples: list[tuple[str, float]]) -> None:
-            out.append(f"# HELP {name} {help_text}")
-            out.append(f"# TYPE {name} {kind}")
-            for labels, value in samples:
-                out.append(f"{name}{labels} {_num(value)}")
-
-        metric("codegym_episodes_open", "gauge", "Episodes open now.", [("", len(self._live))])
-        metric("codegym_episodes_max", "gauge", "Cap on open episodes.", [("", self.max_episodes)])
-        metric("codegym_episodes_started_total", "counter", "Episodes started.", [("", m.episodes_started)])
-        metric("codegym_episodes_ended_total", "counter", "Episodes ended, by reason.",
-               [(f'{{reason="{r}"}}', m.episodes_ended.get(r, 0))
-                for r in ("done", "truncated", "closed", "idle", "shutdown")])
-        metric("codegym_tool_calls_total", "counter", "Tool calls run in the sandbox.", [("", m.calls)])
-        metric("codegym_tool_call_errors_total", "counter", "Tool calls that returned an error, by kind.",
-               [(f'{{kind="{k}"}}', v) for k, v in sorted(m.call_errors.items())] or [('{kind="none"}', 0)])
-        metric("codegym_tool_call_timeouts_total", "counter", "Tool calls stopped at the time limit.",
-               [("", m.call_errors.get(ErrorKind.TIME_LIMIT, 0))])
-        metric("codegym_requests_rejected_total", "counter", "Requests refused before reaching a gym, by reason.",
-               [(f'{{reason="{k}"}}', v) for k, v in sorted(m.rejected.items())] or [('{reason="none"}', 0)])
-        metric("codegym_oracle_runs_total", "counter", "Oracle plays requested.", [("", m.oracle_runs)])
-        metric("codegym_gyms_loaded", "gauge", "Gyms loaded (of the bank's).", [("", len(self._gyms))])
-        metric("codegym_sandbox_workers", "gauge", "Live sandbox worker processes.", [("", self.pool.live_workers)])
-        metric("codegym_sandbox_timeouts_total", "counter", "Sandbox requests stopped at a wall-time limit.",
-               [("", stats.timeouts)])
-        metric("codegym_sandbox_worker_restarts_total", "counter", "Sandbox workers replaced.",
-               [("", stats.worker_restarts)])
-        metric("codegym_sandbox_replays_total", "counter", "Episodes rebuilt on a fresh worker.", [("", stats.replays)])
-        metric("codegym_sandbox_retries_total", "counter",
-               "Calls run again on a fresh worker after their worker died of something they did not cause.",
-               [("", stats.retries)])
-        metric("codegym_sandbox_evictions_total", "counter", "Idle sandbox workers stopped at the worker cap.",
-               [("", stats.evictions)])
-        name = "codegym_tool_call_duration_seconds"
-        out.append(f"# HELP {name} Latency of tool calls (sandbox round trip included).")
-        out.append(f"# TYPE {name} histogram")
-        cumulative = 0
-        for bound, count in zip(Metrics.BUCKETS, m.latency_counts):
-            cumulative += count
-            out.append(f'{name}_bucket{{le="{bound:g}"}} {cumulative}')
-        cumulative += m.latency_counts[-1]
-        out.append(f'{name}_bucket{{le="+Inf"}} {cumulative}')
-        out.append(f"{name}_sum {m.latency_sum:.6f}")
-        out.append(f"{name}_count {cumulative}")
-        return "\n".join(out) + "\n"
-
 
 _ENDED = {"done": "Done was called", "truncated": "the step budget is spent", "closed": "it was closed",
           "idle": "it was closed after its idle timeout", "shutdown": "the server shut down"}
-
-
-def _num(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() else repr(float(value))
