@@ -78,8 +78,11 @@ def _limit_body(app: ASGIApp, limit: int) -> ASGIApp:
 
     async def limited(scope: Scope, receive: Receive, send: Send) -> None:
         declared = Headers(scope=scope).get("content-length", "")
-        if declared.isdigit() and int(declared) > limit:
-            await too_big()(scope, receive, send)
+        if declared.isdigit():  # the server reads exactly the declared length: no need to count it
+            if int(declared) > limit:
+                await too_big()(scope, receive, send)
+            else:
+                await app(scope, receive, send)
             return
         messages: list[Message] = []
         size = 0
