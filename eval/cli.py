@@ -48,7 +48,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     src = parser.add_mutually_exclusive_group()
     src.add_argument("--bank", default=None, help="serve this bank locally for the run (default: the bundled bank)")
     src.add_argument("--server", default=None, metavar="URL",
-                     help="a running gym server: its base URL (http://host:port) or one gym's endpoint (.../mcp)")
+                     help="a running gym server: its base URL (http://host:port) or one gym's endpoint (.../mcp); "
+                          "for `codegym serve --procs N`, its URLs comma-separated (episodes are spread over them)")
     parser.add_argument("--token", default=None, help=f"bearer token of --server (default: ${TOKEN_ENV})")
     parser.add_argument("--gyms", nargs="+", metavar="ID", default=None, help="only these gyms (default: all)")
     parser.add_argument("--split", choices=DIFFICULTIES, default=None, help="only tasks of this difficulty")

@@ -58,7 +58,8 @@ class EvalConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     bank: str | None = Field(None, description="bank folder to serve locally (None: the bundled bank)")
-    server: str | None = Field(None, description="URL of a running gym server (instead of a local bank)")
+    server: str | None = Field(None, description="URL of a running gym server (instead of a local bank), or the "
+                                                 "comma-separated URLs of the processes of one server (--procs N)")
     token: SecretStr | None = Field(None, exclude=True, description="bearer token of the gym server")
     gyms: list[str] | None = None
     split: Difficulty | None = None
@@ -89,8 +90,9 @@ class EvalConfig(BaseModel):
             raise ValueError("give --bank or --server, not both")
         if self.policy == "openai" and not self.model:
             raise ValueError("--policy openai needs --model")
-        if self.server is not None and not self.server.startswith(("http://", "https://")):
-            raise ValueError(f"--server must be an http(s) URL, not {self.server!r}")
+        for url in (self.server or "").split(","):
+            if self.server is not None and not url.strip().startswith(("http://", "https://")):
+                raise ValueError(f"--server must be http(s) URLs (comma-separated), not {url.strip()!r}")
         return self
 
     def public(self) -> dict[str, Any]:

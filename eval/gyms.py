@@ -70,6 +70,8 @@ class McpGymAccess:
 
     def __init__(self, url: str | Sequence[str], *, token: str | None = None, call_timeout: float | None = 300.0,
                  request_timeout: float = 60.0) -> None:
+        if isinstance(url, str) and "," in url:  # --server URL1,URL2: the processes of `codegym serve --procs N`
+            url = [u.strip() for u in url.split(",") if u.strip()]
         try:
             self.pool = GymPool(url, token=token, call_timeout=call_timeout, request_timeout=request_timeout)
         except ValueError as exc:

@@ -22,6 +22,7 @@ from pathlib import Path
 import anyio
 import uvicorn
 from conftest import gym_code
+from prometheus_client.parser import text_string_to_metric_families
 
 from benchmarks.common import descendants, sandbox_workers  # noqa: F401 - re-exported for the server tests
 from mcp_gyms.bank import Bank, GymRecord, Provenance, TaskRecord, default_bank_path
@@ -125,3 +126,13 @@ def have_codegym_script() -> str | None:
     """The ``codegym`` console script next to this interpreter, if installed."""
     candidate = Path(sys.executable).parent / "codegym"
     return str(candidate) if candidate.exists() else shutil.which("codegym")
+
+
+def prometheus_samples(text: str) -> dict[str, float]:
+    """``name{labels}`` -> value, parsed by prometheus_client's own parser (so the text must be valid)."""
+    samples = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            labels = ",".join(f'{k}="{v}"' for k, v in sample.labels.items())
+            samples[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
+    return samples

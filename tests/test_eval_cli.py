@@ -10,7 +10,9 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
 import pytest
+from server_support import prometheus_samples, spawn_http_ready
 
 from mcp_gyms.cli import main
 
@@ -30,7 +32,8 @@ def run_cli(args: list[str], capsys) -> tuple[int, str]:
     (["--policy", "openai"], "--out DIR is required"),
     (["--policy", "openai", "--out", "{tmp}/a"], "--policy openai needs --model"),
     (["--gyms", "no_such_gym", "--out", "{tmp}/b"], "no gym 'no_such_gym'"),
-    (["--server", "ftp://x", "--out", "{tmp}/c"], "--server must be an http(s) URL"),
+    (["--server", "ftp://x", "--out", "{tmp}/c"], "--server must be http(s) URLs"),
+    (["--server", "http://127.0.0.1:9,ftp://x", "--out", "{tmp}/c2"], "not 'ftp://x'"),
     (["--server", "http://127.0.0.1:9", "--out", "{tmp}/d"], "cannot reach the gym server"),
     (["--bank", "{tmp}", "--out", "{tmp}/e"], "not a bank"),
     (["-k", "0", "--out", "{tmp}/f"], "-k: Input should be greater than or equal to 1"),
@@ -87,3 +90,21 @@ def test_ctrl_c_writes_what_finished(tmp_path: Path) -> None:
     assert results["interrupted"] is True
     assert results["episodes_finished"] == len(lines) and results["episodes_expected"] == 200 * 12
     assert "**Interrupted**" in (out / "report.md").read_text()
+
+
+def test_eval_spreads_episodes_over_the_processes_of_one_server(tmp_path: Path, capsys) -> None:
+    """``--server URL1,URL2`` (the processes of ``codegym serve --procs 2``): every episode plays, and both
+    processes serve some of them."""
+    proc, ready = spawn_http_ready("--procs", "2", "mountain_peak")
+    try:
+        code, out = run_cli(["--server", ",".join(ready.urls), "--policy", "oracle", "-k", "2",
+                             "--out", str(tmp_path / "run"), "--no-progress"], capsys)
+        assert code == 0, out
+        records = [json.loads(line) for line in (tmp_path / "run" / "trajectories.jsonl").read_text().splitlines()]
+        assert records and all(r["success"] for r in records)
+        started = [prometheus_samples(httpx.get(f"{url}/metrics").text)["codegym_episodes_started_total"]
+                   for url in ready.urls]
+        assert sum(started) == len(records) and all(n > 0 for n in started), started
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

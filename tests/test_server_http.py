@@ -15,8 +15,7 @@ import signal
 import anyio
 import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
-from server_support import running_http, sleepy_bank, spawn_http
+from server_support import prometheus_samples, running_http, sleepy_bank, spawn_http
 
 from mcp_gyms.bank import Bank
 from mcp_gyms.client import EpisodeRequestError, RemoteEpisode, connect
@@ -28,16 +27,6 @@ GYM = "mountain_peak"
 MODERN_META = {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
                "io.modelcontextprotocol/clientCapabilities": {}}
 ACCEPT = "application/json, text/event-stream"
-
-
-def prometheus_samples(text: str) -> dict[str, float]:
-    """``name{labels}`` -> value, parsed by prometheus_client's own parser (so the text must be valid)."""
-    samples = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            labels = ",".join(f'{k}="{v}"' for k, v in sample.labels.items())
-            samples[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
-    return samples
 
 
 def endpoint(base: str, gym: str = GYM) -> str:
