@@ -17,7 +17,6 @@ class StepOutcome(BaseModel):
 
     model_config = ConfigDict(populate_by_name=True)
 
-
     observation: str = Field(description="what the tool returned (also the result's text content)")
     reward: float = Field(0.0, description="1 for a Done with the right answer, else 0")
     done: bool = Field(False, description="the episode has ended (terminated or truncated)")
