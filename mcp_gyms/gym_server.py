@@ -54,7 +54,7 @@ from .protocol import (
 from .sandbox import SandboxLimits, SandboxPool
 from .v1 import worker_preload
 
-__all__ = ["GymServer", "Handleless", "StartupTask", "open_gym_server"]
+__all__ = ["GymServer", "Handleless", "StartupTask", "open_gym_server", "running_gym"]
 
 #: How a server finds the implicit episode of a request that carries no handle: "process" (stdio: one per
 #: process), "session" (HTTP: the episode named in the URL, ``/gyms/{gym}/mcp/{name}``, else one per
@@ -420,15 +420,22 @@ class GymServer:
 
 
 @contextlib.asynccontextmanager
-async def open_gym_server(bank: Bank, gym_id: str, *, workers: int | None = 1, limits: SandboxLimits | None = None,
-                          handleless: Handleless = "process", startup: StartupTask | None = None,
-                          max_episodes: int = DEFAULT_MAX_EPISODES, idle_timeout: float | None = None,
-                          allow_unverified: bool = False) -> AsyncIterator[Server[Any]]:
-    """A ready in-process server of one gym (with its own sandbox pool), for ``mcp_gyms.client.connect``."""
+async def running_gym(bank: Bank, gym_id: str, *, workers: int | None = 1, limits: SandboxLimits | None = None,
+                      handleless: Handleless = "process", startup: StartupTask | None = None,
+                      max_episodes: int = DEFAULT_MAX_EPISODES, idle_timeout: float | None = None,
+                      allow_unverified: bool = False) -> AsyncIterator[GymServer]:
+    """One gym's :class:`GymServer` with a sandbox pool and an episode manager of its own, until the block ends."""
     async with SandboxPool(workers, limits, preload=worker_preload(bank.kinds([gym_id]))) as pool, \
             EpisodeManager(bank, pool, gyms=[gym_id], max_episodes=max_episodes, idle_timeout=idle_timeout,
                            allow_unverified=allow_unverified) as manager:
         gym = await manager.gym(gym_id)
         if startup is not None:
             gym.resolve_task(startup.task, startup.difficulty)
-        yield GymServer(manager, gym, handleless=handleless, startup=startup).mcp
+        yield GymServer(manager, gym, handleless=handleless, startup=startup)
+
+
+@contextlib.asynccontextmanager
+async def open_gym_server(bank: Bank, gym_id: str, **options: Any) -> AsyncIterator[Server[Any]]:
+    """A ready in-process server of one gym (options as :func:`running_gym`), for ``mcp_gyms.client.connect``."""
+    async with running_gym(bank, gym_id, **options) as gym_server:
+        yield gym_server.mcp

@@ -18,11 +18,9 @@ from pydantic import ValidationError
 from .bank import Bank
 from .episode_manager import (
     DEFAULT_MAX_EPISODES,
-    EpisodeManager,
 )
-from .gym_server import GymServer, StartupTask
-from .sandbox import SandboxLimits, SandboxPool
-from .v1 import worker_preload
+from .gym_server import StartupTask, running_gym
+from .sandbox import SandboxLimits
 
 __all__ = ["serve_stdio"]
 
@@ -113,13 +111,10 @@ async def serve_stdio(bank: Bank, gym_id: str, *, startup: StartupTask | None = 
 
     On a signal the episodes are closed and every sandbox worker stopped, then the process exits at
     once (status 0): the thread blocked reading stdin cannot be interrupted, so it is not waited for."""
-    async with SandboxPool(workers, limits, preload=worker_preload(bank.kinds([gym_id]))) as pool, \
-            EpisodeManager(bank, pool, gyms=[gym_id], max_episodes=max_episodes, idle_timeout=idle_timeout,
-                           allow_unverified=allow_unverified) as manager:
-        gym = await manager.gym(gym_id)
-        if startup is not None:
-            gym.resolve_task(startup.task, startup.difficulty)
-        server = GymServer(manager, gym, handleless="process", startup=startup).mcp
+    async with running_gym(bank, gym_id, workers=workers, limits=limits, handleless="process", startup=startup,
+                           max_episodes=max_episodes, idle_timeout=idle_timeout,
+                           allow_unverified=allow_unverified) as gym_server:
+        manager, pool, server = gym_server.manager, gym_server.manager.pool, gym_server.mcp
         async with anyio.create_task_group() as tg:
 
             async def on_signal() -> None:
