@@ -170,6 +170,7 @@ def _add_lazy(sub: argparse._SubParsersAction, name: str, selected: bool) -> Non
         module = importlib.import_module(module_name)
     except ImportError as exc:
         message = _missing(name, exc)
+        p.add_argument("ignored", nargs=argparse.REMAINDER)  # so the message below is what the user sees
         p.set_defaults(func=lambda _a: _fail(message))
         return
     module.add_arguments(p)

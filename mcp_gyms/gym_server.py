@@ -137,26 +137,27 @@ def _text(text: str) -> list[types.TextContent]:
     return [types.TextContent(text=text)]
 
 
-def _step_result(result: StepOutcome, handle: str | None) -> types.CallToolResult:
+def _step_wire(result: StepOutcome, handle: str | None) -> dict[str, Any]:
+    """The ``CallToolResult`` of a step, in wire form (what both the SDK path and the HTTP hot path send)."""
     # StepOutcome's fields, built as a dict: this runs on every call, and the sandbox already checked
     # every field's type (see SandboxEpisode._checked)
     outcome = {"observation": result.observation, "reward": float(result.reward), "done": result.done,
                "terminated": result.terminated, "truncated": result.truncated, "steps": result.steps,
                "error": result.error}
-    return types.CallToolResult(content=_text(result.observation), structured_content=outcome,
-                                is_error=result.error is not None,
-                                _meta={EPISODE_META_KEY: handle} if handle else None)
+    wire: dict[str, Any] = {"content": [{"type": "text", "text": result.observation}], "structuredContent": outcome,
+                            "isError": result.error is not None}
+    if handle:
+        wire["_meta"] = {EPISODE_META_KEY: handle}
+    return wire
 
 
-def _error_result(exc: EpisodeError, handle: str | None = None) -> types.CallToolResult:
+def _error_wire(exc: EpisodeError, handle: str | None = None) -> dict[str, Any]:
     status = exc.status
     outcome = StepOutcome(observation=f"Error: {exc.message}", error=exc.kind,
                           reward=status.reward if status else 0.0, done=status.done if status else False,
                           terminated=status.terminated if status else False,
                           truncated=status.truncated if status else False, steps=status.steps if status else 0)
-    return types.CallToolResult(content=_text(outcome.observation), structured_content=outcome.model_dump(),
-                                is_error=True, _meta={EPISODE_META_KEY: handle} if handle else None)
-
+    return _step_wire(outcome, handle)
 
 
 class GymServer:
@@ -309,7 +310,7 @@ class GymServer:
             async with self._implicit_lock:
                 ep = await manager.start(gym.id, index, None, seed, implicit_key=key)
         except EpisodeError as exc:
-            return _error_result(self._refused(exc))
+            return types.CallToolResult.model_validate(_error_wire(self._refused(exc)))
         info = ep.info()
         text = (f"Started task {info.task_id} ({info.difficulty}; task {info.task_index} of 0..{info.task_count - 1}; "
                 f"seed {info.seed}). Budget: {info.max_steps} tool calls. Tools: {self._tool_names}.\n\n"
@@ -330,7 +331,6 @@ class GymServer:
         meta = params.meta or {}
         raw = meta.get(_RAW_ARGUMENTS_KEY)
         arguments_json = raw if isinstance(raw, str) else json.dumps(params.arguments or {})
-        handle: str | None = None
         try:
             if (params.name == START_TOOL and self._handle_of(meta) is None
                     and (key := self._implicit_key(ctx)) is not None):
@@ -339,11 +339,25 @@ class GymServer:
                                                 is_error=True)
                 return await self._start_task(key, params.arguments or {})
             ep = await self._episode_for(ctx, meta)
-            handle = ep.handle
-            result = await self.manager.call(ep, params.name, arguments_json)
         except EpisodeError as exc:
-            return _error_result(self._refused(exc), handle)
-        return _step_result(result, handle)
+            return types.CallToolResult.model_validate(_error_wire(self._refused(exc)))
+        return types.CallToolResult.model_validate(await self._call(ep, params.name, arguments_json))
+
+    async def call_with_handle(self, handle: str, name: str, arguments_json: str) -> dict[str, Any]:
+        """``tools/call`` of ``name`` on the episode ``handle`` (arguments as JSON text), as the wire
+        ``CallToolResult`` that :meth:`call_tool` gives the SDK for the same request (the HTTP hot path's entry)."""
+        try:
+            ep = self.manager.get(handle, self.gym.id)
+        except EpisodeError as exc:
+            return _error_wire(self._refused(exc))
+        return await self._call(ep, name, arguments_json)
+
+    async def _call(self, ep: ServedEpisode, name: str, arguments_json: str) -> dict[str, Any]:
+        try:
+            result = await self.manager.call(ep, name, arguments_json)
+        except EpisodeError as exc:
+            return _error_wire(self._refused(exc), ep.handle)
+        return _step_wire(result, ep.handle)
 
     async def list_prompts(self, ctx: ServerRequestContext[Any, Any],
                            params: types.PaginatedRequestParams | None) -> types.ListPromptsResult:

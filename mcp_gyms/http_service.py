@@ -38,6 +38,7 @@ from .episode_manager import (
     EpisodeError,
     EpisodeManager,
 )
+from .fast_call import FastToolCalls
 from .gym_server import GymServer, StartupTask
 from .metrics import PROMETHEUS_CONTENT_TYPE, prometheus_text
 from .protocol import (
@@ -133,7 +134,7 @@ class _GymEndpoints:
 
     def __init__(self, service: HttpService) -> None:
         self.service = service
-        self.managers: dict[str, StreamableHTTPSessionManager] = {}
+        self.managers: dict[str, tuple[StreamableHTTPSessionManager, FastToolCalls]] = {}
         self._locks: dict[str, anyio.Lock] = {}
         self._tg: anyio.abc.TaskGroup | None = None
 
@@ -147,10 +148,11 @@ class _GymEndpoints:
                 self._tg = None
                 tg.cancel_scope.cancel()
 
-    async def endpoint(self, gym_id: str) -> StreamableHTTPSessionManager:
-        mgr = self.managers.get(gym_id)
-        if mgr is not None:
-            return mgr
+    async def endpoint(self, gym_id: str) -> tuple[StreamableHTTPSessionManager, FastToolCalls]:
+        """The gym's SDK session manager and its hot path for tool calls (made on first use)."""
+        served = self.managers.get(gym_id)
+        if served is not None:
+            return served
         manager = self.service.manager
         if manager is None or self._tg is None:
             raise EpisodeError(EpisodeError.SHUTTING_DOWN, "the server is not running")
@@ -158,15 +160,17 @@ class _GymEndpoints:
             if gym_id in self.managers:
                 return self.managers[gym_id]
             gym = await manager.gym(gym_id)
-            server = GymServer(manager, gym, handleless="session", startup=self.service.startup).mcp
+            gym_server = GymServer(manager, gym, handleless="session", startup=self.service.startup)
             mgr = StreamableHTTPSessionManager(
-                app=server, stateless=False, json_response=True, security_settings=self.service.security,
+                app=gym_server.mcp, stateless=False, json_response=True, security_settings=self.service.security,
                 session_idle_timeout=self.service.session_idle_timeout, max_sessions=self.service.max_sessions,
                 max_request_body_size=self.service.max_request_body,
             )
             await hold(self._tg, mgr.run)  # runs until the service's task group is cancelled
-            self.managers[gym_id] = mgr
-            return mgr
+            fast = FastToolCalls(gym_server, self.service.security, self.service.max_request_body,
+                                 enabled=self.service.hot_path)
+            self.managers[gym_id] = mgr, fast
+            return mgr, fast
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         gym_id = scope["path_params"]["gym_id"]
@@ -182,12 +186,12 @@ class _GymEndpoints:
                                    "digits, '-', '_', '.' or '~'")(scope, receive, send)
             return
         try:
-            mgr = await self.endpoint(gym_id)
+            mgr, fast = await self.endpoint(gym_id)
         except EpisodeError as exc:
             status = 503 if exc.kind in (EpisodeError.GYM_UNAVAILABLE, EpisodeError.SHUTTING_DOWN) else 404
             await _json_error(status, exc.message, exc.code)(scope, receive, send)
             return
-        await _limit_body(mgr.handle_request, self.service.max_request_body)(scope, receive, send)
+        await fast(scope, receive, send, _limit_body(mgr.handle_request, self.service.max_request_body))
         sid = Headers(scope=scope).get("mcp-session-id")
         if scope["method"] == "DELETE" and sid:  # the session ended: so does its implicit episode, at once
             handle = manager.implicit(gym_id, f"session:{sid}")
@@ -209,7 +213,7 @@ class HttpService:
                  idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT_S, token: str | None = None,
                  host: str = "127.0.0.1", startup: StartupTask | None = None, shutdown_grace: float = 10.0,
                  max_sessions: int = 10_000, max_request_body: int = DEFAULT_MAX_REQUEST_BODY,
-                 allow_unverified: bool = False, max_workers: int | None = None) -> None:
+                 allow_unverified: bool = False, max_workers: int | None = None, hot_path: bool = True) -> None:
         self.bank = bank
         self.allow_unverified = allow_unverified
         self.gyms = gyms
@@ -224,6 +228,7 @@ class HttpService:
         self.shutdown_grace = shutdown_grace
         self.max_sessions = max_sessions
         self.max_request_body = max_request_body
+        self.hot_path = hot_path
         self.session_idle_timeout = idle_timeout or DEFAULT_IDLE_TIMEOUT_S
         self.manager: EpisodeManager | None = None
         self.pool: SandboxPool | None = None

@@ -54,6 +54,9 @@ class _ManagerCollector:
         yield labelled("codegym_episodes_ended", "Episodes ended, by reason.", "reason",
                        {r: m.episodes_ended.get(r, 0) for r in _ENDED_REASONS})
         yield counter("codegym_tool_calls", "Tool calls run in the sandbox.", m.calls)
+        yield counter("codegym_tool_calls_hot_path",
+                      "Tool calls answered by codegym's HTTP hot path (the others went through the MCP SDK).",
+                      m.hot_path_calls)
         yield labelled("codegym_tool_call_errors", "Tool calls that returned an error, by kind.", "kind",
                        dict(sorted(m.call_errors.items())) or {"none": 0})
         yield counter("codegym_tool_call_timeouts", "Tool calls stopped at the time limit.",

@@ -68,6 +68,9 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-request-body", type=int, default=DEFAULT_MAX_REQUEST_BODY, metavar="BYTES",
                         help=f"largest HTTP request body accepted (default: {DEFAULT_MAX_REQUEST_BODY}, 4 MiB); "
                              "a bigger one gets HTTP 413 with a JSON-RPC error naming the limit")
+    parser.add_argument("--no-hot-path", action="store_true",
+                        help="answer every HTTP request through the MCP SDK, also the 2026-07-28 tools/call that "
+                             "names its episode (answered by codegym's hot path by default: same answer, less CPU)")
 
 
 def _announce_unverified(bank: Bank, gyms: list[str] | None, allowed: bool) -> None:
@@ -179,7 +182,8 @@ def http_service(args: argparse.Namespace, bank: Bank, procs: int = 1) -> HttpSe
                        idle_timeout=args.idle_timeout if args.idle_timeout is not None else DEFAULT_IDLE_TIMEOUT_S,
                        token=args.token or os.environ.get(TOKEN_ENV) or None, host=args.host,
                        startup=StartupTask(_task_arg(args.task), args.difficulty, args.seed),
-                       max_request_body=args.max_request_body, allow_unverified=args.allow_unverified)
+                       max_request_body=args.max_request_body, allow_unverified=args.allow_unverified,
+                       hot_path=not args.no_hot_path)
 
 
 #: The names `mcp_gyms.cli` looks up on a lazily imported command module.

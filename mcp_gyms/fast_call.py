@@ -1,0 +1,187 @@
+"""The hot path of HTTP serving: a 2026-07-28 ``tools/call`` that names its episode, answered in one ASGI step.
+
+Every step of an rl rollout or an eval episode is one such request: a single-exchange POST (MCP 2026-07-28,
+no session) to ``/gyms/{gym}/mcp`` whose ``_meta`` carries the episode handle. The SDK serves it correctly
+but builds a great deal per request (a connection, a runner, a tracing span, a middleware chain, pydantic
+models of the request and of the result, a shielded clean-up scope), and that machinery cost more CPU than
+the sandboxed call itself. :class:`FastToolCalls` answers exactly this request itself and hands every other
+request to the SDK, untouched.
+
+Contract:
+
+- **It only ever takes a request the SDK would answer with a tool result.** Every check the SDK's modern
+  entry makes is made here first (POST; ``Content-Type`` JSON; ``Accept`` allowing JSON; Host and Origin
+  under the DNS-rebinding settings; a single ``MCP-Protocol-Version``, ``Mcp-Method``, ``Mcp-Name`` that
+  agree with the body; a JSON-RPC 2.0 request object with a string or integer id; params that pass the
+  SDK's own ``validate_client_request`` for that protocol version). Anything else, anything unusual
+  (a session id, ``Mcp-Param-*`` headers, a body without a declared length, a handle that is not a string,
+  arguments that are not an object, a tracing provider that is set up), goes to the SDK, which answers it
+  as before, errors included. Falling back is always safe: the body is replayed as it came.
+- **The answer is the SDK's answer.** The result is the same wire dict :class:`~mcp_gyms.gym_server.GymServer`
+  gives the SDK (one renderer for both), with the two things the SDK's runner adds for this protocol
+  version: ``resultType: "complete"`` and the ``serverInfo`` stamp in ``_meta``; HTTP 200,
+  ``application/json``, the same JSON encoding. ``tests/test_fast_call.py`` checks every case against the
+  SDK path.
+- **Nothing else changes.** The call runs through the same :class:`~mcp_gyms.episode_manager.EpisodeManager`
+  and sandbox, with the same metrics, state rules and errors.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from mcp.server.runner import modern_error_data
+from mcp.server.transport_security import TransportSecuritySettings
+from mcp.shared.inbound import decode_header_value
+from mcp_types import CLIENT_CAPABILITIES_META_KEY, PROTOCOL_VERSION_META_KEY, SERVER_INFO_META_KEY
+from mcp_types import methods as _methods
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
+from opentelemetry import trace
+from pydantic import ValidationError
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .protocol import EPISODE_META_KEY
+
+if TYPE_CHECKING:
+    from .gym_server import GymServer
+
+__all__ = ["FastToolCalls"]
+
+_MODERN = frozenset(v.encode() for v in MODERN_PROTOCOL_VERSIONS)
+_ROUTING = (b"mcp-protocol-version", b"mcp-method", b"mcp-name")
+_ENVELOPE_KEYS = frozenset({"jsonrpc", "id", "method", "params"})
+_PARAM_KEYS = frozenset({"name", "arguments", "_meta"})
+_JSON_ACCEPT = frozenset({b"application/json", b"application/*", b"*/*"})
+_RESPONSE_HEADERS = b"application/json"
+
+
+def _tracing_configured() -> bool:
+    """Whether an OpenTelemetry tracer provider is set up (then the SDK path runs, and traces every call)."""
+    return not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider | trace.NoOpTracerProvider)
+
+
+def _allowed(value: str, allowed: list[str]) -> bool:
+    """``value`` is one of ``allowed``, where ``BASE:*`` allows any port of BASE."""
+    return value in allowed or any(a.endswith(":*") and value.startswith(a[:-1]) for a in allowed)
+
+
+class FastToolCalls:
+    """The hot path for one gym's ``/gyms/{gym}/mcp``; calls ``fallback`` for every request it does not take.
+
+    Args:
+        gym_server: the gym's server (its episodes, its renderer, its SDK ``Server`` for the stamp).
+        security: the DNS-rebinding settings the SDK enforces on this endpoint.
+        max_body: the largest request body taken here (bigger ones go to the SDK, which refuses them).
+        enabled: False sends every request to the SDK (``codegym serve --no-hot-path``).
+    """
+
+    def __init__(self, gym_server: GymServer, security: TransportSecuritySettings, max_body: int, *,
+                 enabled: bool = True) -> None:
+        self.gym_server = gym_server
+        self.security = security
+        self.max_body = max_body
+        self.server_info = gym_server.mcp.server_info_stamp  # never mutated: serialised as it is
+        tools_call_hints = gym_server.mcp.cache_hints.get("tools/call")
+        schemas = json.dumps([t.input_schema for t in gym_server.gym_tools])
+        # Cache hints or x-mcp-header annotations would change the SDK's answer: then every call takes its path
+        self.enabled = enabled and tools_call_hints is None and "x-mcp-header" not in schemas
+        self.metrics = gym_server.manager.metrics
+
+    def _headers_fit(self, scope: Scope) -> dict[bytes, bytes] | None:
+        """The headers (first of each name) when the request line and headers are those of a well-formed
+        modern ``tools/call``; else None."""
+        if not self.enabled or scope["method"] != "POST" or scope["path_params"].get("episode") is not None:
+            return None
+        seen: dict[bytes, bytes] = {}
+        for key, value in scope["headers"]:
+            if key in seen and key in _ROUTING:
+                return None  # a duplicated routing header: the SDK rejects it
+            if key.startswith(b"mcp-param-") or key == b"mcp-session-id" or key == b"transfer-encoding":
+                return None
+            seen.setdefault(key, value)
+        if seen.get(b"mcp-method") != b"tools/call" or seen.get(b"mcp-protocol-version") not in _MODERN:
+            return None
+        length = seen.get(b"content-length", b"")
+        if not length.isdigit() or int(length) > self.max_body:
+            return None
+        if not seen.get(b"content-type", b"").lower().startswith(b"application/json"):
+            return None
+        accepted = {t.split(b";")[0].strip().lower() for t in seen.get(b"accept", b"").split(b",")}
+        if accepted.isdisjoint(_JSON_ACCEPT):
+            return None
+        if self.security.enable_dns_rebinding_protection:
+            host, origin = seen.get(b"host"), seen.get(b"origin")
+            if host is None or not _allowed(host.decode("latin-1"), self.security.allowed_hosts):
+                return None
+            if origin and not _allowed(origin.decode("latin-1"), self.security.allowed_origins):
+                return None
+        return None if _tracing_configured() else seen
+
+    @staticmethod
+    def _call_of(body: bytes, headers: dict[bytes, bytes]) -> tuple[Any, str, str, str] | None:
+        """``(id, handle, tool name, arguments JSON)`` of a body this path takes, else None."""
+        try:
+            request = json.loads(body)
+        except (ValueError, RecursionError):
+            return None
+        if not isinstance(request, dict) or request.keys() != _ENVELOPE_KEYS or request["jsonrpc"] != "2.0":
+            return None
+        request_id, params = request["id"], request["params"]
+        if request["method"] != "tools/call" or not isinstance(params, dict) or not params.keys() <= _PARAM_KEYS:
+            return None
+        if type(request_id) is not int and type(request_id) is not str:
+            return None
+        name, arguments, meta = params.get("name"), params.get("arguments", {}), params.get("_meta")
+        if not isinstance(name, str) or not isinstance(arguments, dict) or not isinstance(meta, dict):
+            return None
+        handle = meta.get(EPISODE_META_KEY)
+        version = meta.get(PROTOCOL_VERSION_META_KEY)
+        if not isinstance(handle, str) or CLIENT_CAPABILITIES_META_KEY not in meta or not isinstance(version, str):
+            return None
+        if (version.encode() != headers[b"mcp-protocol-version"]
+                or decode_header_value(headers.get(b"mcp-name", b"").decode("latin-1")) != name):
+            return None
+        try:
+            _methods.validate_client_request("tools/call", version, params)
+        except (ValidationError, KeyError, ValueError):
+            return None
+        return request_id, handle, name, json.dumps(arguments)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send, fallback: ASGIApp) -> None:
+        headers = self._headers_fit(scope)
+        if headers is None:
+            await fallback(scope, receive, send)
+            return
+        messages: list[Message] = []
+        chunks: list[bytes] = []
+        while True:
+            message = await receive()
+            messages.append(message)
+            if message["type"] != "http.request":
+                break
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                break
+        call = self._call_of(b"".join(chunks), headers) if messages[-1]["type"] == "http.request" else None
+        if call is None:
+            async def replay() -> Message:
+                return messages.pop(0) if messages else await receive()
+
+            await fallback(scope, replay, send)
+            return
+        request_id, handle, name, arguments = call
+        reply: dict[str, Any] = {"jsonrpc": "2.0", "id": request_id}
+        try:
+            result = await self.gym_server.call_with_handle(handle, name, arguments)
+        except Exception as exc:  # a bug of ours: answered as the SDK answers a handler that raised
+            reply["error"] = modern_error_data(exc).model_dump(mode="json", exclude_none=True)
+        else:
+            result["resultType"] = "complete"
+            result["_meta"] = {**result.get("_meta", {}), SERVER_INFO_META_KEY: self.server_info}
+            reply["result"] = result
+        body = json.dumps(reply, separators=(",", ":")).encode()
+        self.metrics.hot_path_calls += 1
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-length", str(len(body)).encode()), (b"content-type", _RESPONSE_HEADERS)]})
+        await send({"type": "http.response.body", "body": body})
