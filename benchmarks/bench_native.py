@@ -4,24 +4,26 @@ The Python-client benchmark (``bench_serving.py``) is what eval and rl see, but 
 per call than either server, so it measures the client. Here the load comes from ``wrk`` (C, with
 ``benchmarks/wrk_tools_call.lua``), which costs a few microseconds per request:
 
-- Both servers run at once, each its own process on 127.0.0.1: **(a)** ``benchmarks/bare_server.py`` (the
-  SDK's low-level server, one tool answering a constant: the protocol stack's ceiling) and **(b)**
-  ``codegym serve mountain_peak --http`` (every call in a sandbox worker, with trial then overwrite).
-- 3,000 episodes are started on (b) beforehand with ``codegym/episodes/start``; every request is an
+- The servers run at once, each its own process on 127.0.0.1: **(a)** ``benchmarks/bare_server.py`` (the
+  SDK's low-level server, one tool answering a constant: the protocol stack's ceiling), **(b)**
+  ``codegym serve mountain_peak --http`` as shipped (every call in a sandbox worker, with trial then
+  overwrite; the call answered by codegym's hot path, ``mcp_gyms/fast_call.py``) and **(c)** the same with
+  ``--no-hot-path`` (every request through the SDK's streamable-HTTP path, as (a) does).
+- 3,000 episodes are started on (b) and (c) beforehand with ``codegym/episodes/start``; every request is an
   MCP 2026-07-28 ``tools/call`` of ``Height(position)`` naming the next handle in ``_meta``, so every call
   does real work on a live episode (the bare server gets the same bytes). Every response is checked: HTTP
   200, ``"isError":false``, ``structuredContent`` with an integer observation and no error. A run with any
   bad response or socket error is reported as FAILED (exit status 1).
-- After a warm-up, the servers are measured alternately (a b, b a, a b, ...), ``--seconds`` each, 64
-  connections: calls/s, the server side's CPU per call (server process + its sandbox workers, from /proc)
+- After a warm-up, the servers are measured in turn, the order reversed every round, ``--seconds`` each,
+  64 connections: calls/s, the server side's CPU per call (server process + its sandbox workers, from /proc)
   and wrk's p50/p99 latency. CPU per call is the figure to read on a busy machine: calls/s moves with
   whatever else runs, CPU per call much less.
 
-Run it with one command (about 1.5 minutes; ``make bench-deps`` installs wrk where it is missing)::
+Run it with one command (about 2 minutes; ``make bench-deps`` installs wrk where it is missing)::
 
-    python benchmarks/bench_native.py [--rounds 3] [--seconds 8] [--compare main=/work/main]
+    python benchmarks/bench_native.py [--rounds 3] [--seconds 8] [--no-sdk-path] [--compare old=../checkout]
 
-``--compare LABEL=CHECKOUT`` adds ``codegym serve`` from another checkout of this project as a third server
+``--compare LABEL=CHECKOUT`` adds ``codegym serve`` from another checkout of this project as one more server
 (an A/B of two versions in one run). Results: ``benchmarks/results/serving_native.json`` and the table.
 """
 
@@ -72,16 +74,16 @@ class Server:
         return Figure(f"{self.label}: {key}", unit, [r[key] for r in self.runs])
 
 
-def codegym_server(label: str, checkout: Path | None = None) -> Server:
+def codegym_server(label: str, checkout: Path | None = None, extra: tuple[str, ...] = ()) -> Server:
     """``codegym serve --http`` of this checkout, or of ``checkout`` (its ``mcp_gyms`` first on sys.path), as
     one server process (``--procs 1`` where the checkout has that option): this measures the cost of a call
-    in one process; how capacity grows with processes is another measurement."""
+    in one process; how capacity grows with processes is another measurement. ``extra``: more options."""
     boot = "import sys; from mcp_gyms.cli import main; sys.exit(main())"
     if checkout is not None:
         boot = f"import sys; sys.path.insert(0, {str(checkout)!r}); " + boot
     server_py = (checkout or HERE.parent) / "mcp_gyms" / "server.py"
     procs = ["--procs", "1"] if '"--procs"' in server_py.read_text() else []
-    return Server(label, [PY, "-c", boot, *SERVE, *procs], f"/gyms/{GYM}/mcp")
+    return Server(label, [PY, "-c", boot, *SERVE, *procs, *extra], f"/gyms/{GYM}/mcp")
 
 
 async def start_episodes(url: str, n: int) -> list[str]:
@@ -144,13 +146,15 @@ def main(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
     servers = [Server("(a) bare SDK", BARE, "/mcp", episodes=False), codegym_server("(b) codegym")]
+    if not args.no_sdk_path:
+        servers.append(codegym_server("(c) codegym, SDK path", extra=("--no-hot-path",)))
     for spec in args.compare:
         label, _, checkout = spec.partition("=")
         if not label or not checkout or not (Path(checkout) / "mcp_gyms" / "server.py").is_file():
             print(f"bench_native: --compare {spec!r}: expected LABEL=CHECKOUT, a checkout of this project",
                   file=sys.stderr)
             return 2
-        servers.append(codegym_server(f"(b) codegym {label}", Path(checkout).resolve()))
+        servers.append(codegym_server(f"(d) codegym {label}", Path(checkout).resolve()))
     with contextlib.ExitStack() as stack, tempfile.TemporaryDirectory(prefix="bench-native-") as tmp:
         live: list[tuple[Server, str, CpuMeter, Path]] = []
         for server in servers:
@@ -226,6 +230,8 @@ if __name__ == "__main__":
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--episodes", type=int, default=3000, help="episode handles in rotation (default 3000)")
+    parser.add_argument("--no-sdk-path", action="store_true",
+                        help="leave out (c), codegym with --no-hot-path (every call through the MCP SDK's path)")
     parser.add_argument("--compare", action="append", default=[], metavar="LABEL=CHECKOUT",
                         help="also serve codegym from another checkout of this project (repeatable)")
     sys.exit(main(parser.parse_args()))

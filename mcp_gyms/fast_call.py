@@ -54,6 +54,8 @@ _ENVELOPE_KEYS = frozenset({"jsonrpc", "id", "method", "params"})
 _PARAM_KEYS = frozenset({"name", "arguments", "_meta"})
 _JSON_ACCEPT = frozenset({b"application/json", b"application/*", b"*/*"})
 _RESPONSE_HEADERS = b"application/json"
+_ENCODE = json.JSONEncoder(separators=(",", ":")).encode  # the SDK's encoding of replies (made once, not per call)
+_ENVELOPES_KEPT, _ENVELOPE_KEPT_CHARS = 1024, 4096
 
 
 def _tracing_configured() -> bool:
@@ -87,6 +89,7 @@ class FastToolCalls:
         # Cache hints or x-mcp-header annotations would change the SDK's answer: then every call takes its path
         self.enabled = enabled and tools_call_hints is None and "x-mcp-header" not in schemas
         self.metrics = gym_server.manager.metrics
+        self._envelopes: dict[str, bool] = {}
 
     def _headers_fit(self, scope: Scope) -> dict[bytes, bytes] | None:
         """The headers (first of each name) when the request line and headers are those of a well-formed
@@ -118,8 +121,25 @@ class FastToolCalls:
                 return None
         return None if _tracing_configured() else seen
 
-    @staticmethod
-    def _call_of(body: bytes, headers: dict[bytes, bytes]) -> tuple[Any, str, str, str] | None:
+    def _envelope_valid(self, version: str, meta: dict[str, Any]) -> bool:
+        """Whether the SDK's ``validate_client_request`` passes a tools/call with this ``_meta`` (the rest of
+        the params is already known to be valid: a string name, an object of arguments). Clients send the same
+        envelope on every call, so the verdict is kept per envelope (the handle aside)."""
+        key = _ENCODE({k: v for k, v in meta.items() if k != EPISODE_META_KEY})
+        verdict = self._envelopes.get(key)
+        if verdict is None:
+            try:
+                _methods.validate_client_request("tools/call", version, {"name": "x", "arguments": {}, "_meta": meta})
+                verdict = True
+            except (ValidationError, KeyError, ValueError):
+                verdict = False
+            if len(key) <= _ENVELOPE_KEPT_CHARS:
+                if len(self._envelopes) >= _ENVELOPES_KEPT:
+                    self._envelopes.clear()
+                self._envelopes[key] = verdict
+        return verdict
+
+    def _call_of(self, body: bytes, headers: dict[bytes, bytes]) -> tuple[Any, str, str, str] | None:
         """``(id, handle, tool name, arguments JSON)`` of a body this path takes, else None."""
         try:
             request = json.loads(body)
@@ -142,11 +162,9 @@ class FastToolCalls:
         if (version.encode() != headers[b"mcp-protocol-version"]
                 or decode_header_value(headers.get(b"mcp-name", b"").decode("latin-1")) != name):
             return None
-        try:
-            _methods.validate_client_request("tools/call", version, params)
-        except (ValidationError, KeyError, ValueError):
+        if not self._envelope_valid(version, meta):
             return None
-        return request_id, handle, name, json.dumps(arguments)
+        return request_id, handle, name, _ENCODE(arguments)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send, fallback: ASGIApp) -> None:
         headers = self._headers_fit(scope)
@@ -180,7 +198,7 @@ class FastToolCalls:
             result["resultType"] = "complete"
             result["_meta"] = {**result.get("_meta", {}), SERVER_INFO_META_KEY: self.server_info}
             reply["result"] = result
-        body = json.dumps(reply, separators=(",", ":")).encode()
+        body = _ENCODE(reply).encode()
         self.metrics.hot_path_calls += 1
         await send({"type": "http.response.start", "status": 200,
                     "headers": [(b"content-length", str(len(body)).encode()), (b"content-type", _RESPONSE_HEADERS)]})
