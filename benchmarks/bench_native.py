@@ -7,7 +7,7 @@ per call than either server, so it measures the client. Here the load comes from
 - The servers run at once, each its own process on 127.0.0.1: **(a)** ``benchmarks/bare_server.py`` (the
   SDK's low-level server, one tool answering a constant: the protocol stack's ceiling), **(b)**
   ``codegym serve mountain_peak --http`` as shipped (every call in a sandbox worker, with trial then
-  overwrite; the call answered by codegym's hot path, ``mcp_gyms/fast_call.py``) and **(c)** the same with
+  overwrite; the call answered by codegym's hot path, ``mcp_gyms/hot_path.py``) and **(c)** the same with
   ``--no-hot-path`` (every request through the SDK's streamable-HTTP path, as (a) does).
 - 3,000 episodes are started on (b) and (c) beforehand with ``codegym/episodes/start``; every request is an
   MCP 2026-07-28 ``tools/call`` of ``Height(position)`` naming the next handle in ``_meta``, so every call

@@ -45,6 +45,10 @@ gym server
     One gym as one MCP server (:class:`~mcp_gyms.gym_server.GymServer`), carried over stdio
     (:mod:`mcp_gyms.stdio`) or, for a whole bank, over streamable HTTP
     (:class:`~mcp_gyms.http_service.HttpService`); ``codegym serve`` is :mod:`mcp_gyms.server`.
+hot path
+    Over HTTP, the one request every step makes (a 2026-07-28 ``tools/call`` naming its episode) is answered
+    by :mod:`mcp_gyms.hot_path` without the MCP SDK's per-request machinery, with the SDK's own answer;
+    every other request goes through the SDK.
 """
 
 from .gym import Gym, GymSpec, tool

@@ -38,8 +38,8 @@ from .episode_manager import (
     EpisodeError,
     EpisodeManager,
 )
-from .fast_call import FastToolCalls
 from .gym_server import GymServer, StartupTask
+from .hot_path import ToolCallHotPath
 from .metrics import PROMETHEUS_CONTENT_TYPE, prometheus_text
 from .protocol import (
     EPISODE_NAME,
@@ -151,7 +151,7 @@ class _GymEndpoints:
 
     def __init__(self, service: HttpService) -> None:
         self.service = service
-        self.managers: dict[str, tuple[StreamableHTTPSessionManager, FastToolCalls]] = {}
+        self.managers: dict[str, tuple[StreamableHTTPSessionManager, ToolCallHotPath]] = {}
         self._locks: dict[str, anyio.Lock] = {}
         self._tg: anyio.abc.TaskGroup | None = None
 
@@ -165,7 +165,7 @@ class _GymEndpoints:
                 self._tg = None
                 tg.cancel_scope.cancel()
 
-    async def endpoint(self, gym_id: str) -> tuple[StreamableHTTPSessionManager, FastToolCalls]:
+    async def endpoint(self, gym_id: str) -> tuple[StreamableHTTPSessionManager, ToolCallHotPath]:
         """The gym's SDK session manager and its hot path for tool calls (made on first use)."""
         served = self.managers.get(gym_id)
         if served is not None:
@@ -184,10 +184,10 @@ class _GymEndpoints:
                 max_request_body_size=self.service.max_request_body,
             )
             await hold(self._tg, mgr.run)  # runs until the service's task group is cancelled
-            fast = FastToolCalls(gym_server, self.service.security, self.service.max_request_body,
-                                 enabled=self.service.hot_path)
-            self.managers[gym_id] = mgr, fast
-            return mgr, fast
+            hot_path = ToolCallHotPath(gym_server, self.service.security, self.service.max_request_body,
+                                       enabled=self.service.hot_path)
+            self.managers[gym_id] = mgr, hot_path
+            return mgr, hot_path
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         gym_id = scope["path_params"]["gym_id"]
@@ -203,12 +203,12 @@ class _GymEndpoints:
                                    "digits, '-', '_', '.' or '~'")(scope, receive, send)
             return
         try:
-            mgr, fast = await self.endpoint(gym_id)
+            mgr, hot_path = await self.endpoint(gym_id)
         except EpisodeError as exc:
             status = 503 if exc.kind in (EpisodeError.GYM_UNAVAILABLE, EpisodeError.SHUTTING_DOWN) else 404
             await _json_error(status, exc.message, exc.code)(scope, receive, send)
             return
-        await fast(scope, receive, send, _limit_body(mgr.handle_request, self.service.max_request_body))
+        await hot_path(scope, receive, send, _limit_body(mgr.handle_request, self.service.max_request_body))
         sid = Headers(scope=scope).get("mcp-session-id")
         if scope["method"] == "DELETE" and sid:  # the session ended: so does its implicit episode, at once
             handle = manager.implicit(gym_id, f"session:{sid}")

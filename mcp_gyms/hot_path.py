@@ -4,7 +4,7 @@ Every step of an rl rollout or an eval episode is one such request: a single-exc
 no session) to ``/gyms/{gym}/mcp`` whose ``_meta`` carries the episode handle. The SDK serves it correctly
 but builds a great deal per request (a connection, a runner, a tracing span, a middleware chain, pydantic
 models of the request and of the result, a shielded clean-up scope), and that machinery cost more CPU than
-the sandboxed call itself. :class:`FastToolCalls` answers exactly this request itself and hands every other
+the sandboxed call itself. :class:`ToolCallHotPath` answers exactly this request itself and hands every other
 request to the SDK, untouched.
 
 Contract:
@@ -13,15 +13,18 @@ Contract:
   entry makes is made here first (POST; ``Content-Type`` JSON; ``Accept`` allowing JSON; Host and Origin
   under the DNS-rebinding settings; a single ``MCP-Protocol-Version``, ``Mcp-Method``, ``Mcp-Name`` that
   agree with the body; a JSON-RPC 2.0 request object with a string or integer id; params that pass the
-  SDK's own ``validate_client_request`` for that protocol version). Anything else, anything unusual
+  SDK's own ``validate_client_request`` for that protocol version, its verdict kept per envelope since
+  clients send the same one on every call). Anything else, anything unusual
   (a session id, ``Mcp-Param-*`` headers, a body without a declared length, a handle that is not a string,
   arguments that are not an object, a tracing provider that is set up), goes to the SDK, which answers it
   as before, errors included. Falling back is always safe: the body is replayed as it came.
 - **The answer is the SDK's answer.** The result is the same wire dict :class:`~mcp_gyms.gym_server.GymServer`
   gives the SDK (one renderer for both), with the two things the SDK's runner adds for this protocol
   version: ``resultType: "complete"`` and the ``serverInfo`` stamp in ``_meta``; HTTP 200,
-  ``application/json``, the same JSON encoding. ``tests/test_fast_call.py`` checks every case against the
+  ``application/json``, the same JSON encoding. ``tests/test_hot_path.py`` checks every case against the
   SDK path.
+- **It can be turned off:** ``codegym serve --no-hot-path`` (``HttpService(hot_path=False)``) sends every
+  request to the SDK; ``/metrics`` counts the calls taken here (``codegym_tool_calls_hot_path``).
 - **Nothing else changes.** The call runs through the same :class:`~mcp_gyms.episode_manager.EpisodeManager`
   and sandbox, with the same metrics, state rules and errors.
 """
@@ -46,7 +49,7 @@ from .protocol import EPISODE_META_KEY
 if TYPE_CHECKING:
     from .gym_server import GymServer
 
-__all__ = ["FastToolCalls"]
+__all__ = ["ToolCallHotPath"]
 
 _MODERN = frozenset(v.encode() for v in MODERN_PROTOCOL_VERSIONS)
 _ROUTING = (b"mcp-protocol-version", b"mcp-method", b"mcp-name")
@@ -68,7 +71,7 @@ def _allowed(value: str, allowed: list[str]) -> bool:
     return value in allowed or any(a.endswith(":*") and value.startswith(a[:-1]) for a in allowed)
 
 
-class FastToolCalls:
+class ToolCallHotPath:
     """The hot path for one gym's ``/gyms/{gym}/mcp``; calls ``fallback`` for every request it does not take.
 
     Args:
@@ -125,7 +128,10 @@ class FastToolCalls:
         """Whether the SDK's ``validate_client_request`` passes a tools/call with this ``_meta`` (the rest of
         the params is already known to be valid: a string name, an object of arguments). Clients send the same
         envelope on every call, so the verdict is kept per envelope (the handle aside)."""
-        key = _ENCODE({k: v for k, v in meta.items() if k != EPISODE_META_KEY})
+        try:
+            key = _ENCODE({k: v for k, v in meta.items() if k != EPISODE_META_KEY})
+        except (ValueError, RecursionError):  # nested deeper than the encoder goes: the SDK answers it
+            return False
         verdict = self._envelopes.get(key)
         if verdict is None:
             try:

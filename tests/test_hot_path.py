@@ -1,4 +1,4 @@
-"""The HTTP hot path (:mod:`mcp_gyms.fast_call`) answers every request exactly as the MCP SDK does.
+"""The HTTP hot path (:mod:`mcp_gyms.hot_path`) answers every request exactly as the MCP SDK does.
 
 Two real servers on one bank run side by side: one as shipped, one with ``hot_path=False`` (every request
 through the SDK's own streamable-HTTP path). Each plays the same raw requests on a twin episode (same task,
