@@ -121,7 +121,11 @@ def lessons(results: dict[str, dict[str, Any]]) -> list[str]:
                 f"workers {ours['workers_ms']:.2f}) against the bare SDK server's {bare['cpu_ms']:.2f} ms: "
                 f"{ours['cpu_vs_bare']:.2f}x (target <= 1.4x), and served {ours['calls_vs_bare']:.2f}x its "
                 f"calls/s ({ours['calls_s']:,.0f} against {bare['calls_s']:,.0f}); bad responses: "
-                f"{ours['bad']} and {bare['bad']}. wrk itself used {ours['wrk_cpu_ms'] * 1e3:.0f} us per call.")
+                f"{ours['bad']} and {bare['bad']}. wrk itself used {ours['wrk_cpu_ms'] * 1e3:.0f} us per call."
+                + (f" Without the hot path (`--no-hot-path`: every request through the MCP SDK's own path) codegym "
+                   f"used {sdk['cpu_ms']:.2f} ms per call, {sdk['cpu_vs_bare']:.2f}x the bare server's: most of a "
+                   "call's cost was the SDK's per-request machinery, which the hot path skips for the one request "
+                   "every step makes." if (sdk := rows.get("(c) codegym, SDK path")) else ""))
     options = results.get("serving_options")
     if options and options.get("rates") and options.get("server_cpu_ms"):
         rates, cpu = options["rates"], options["server_cpu_ms"]
@@ -221,6 +225,16 @@ run's own figures).
 - **uvicorn parses HTTP in C** (`httptools`, now a dependency; uvicorn picks it over its pure-Python
   `h11` parser when installed). A CPU profile of the codegym server put 18 % of its time in `h11`.
   Server CPU per call: codegym 0.89 → 0.77 ms, bare 0.49 → 0.37 ms; eval episodes/s 78 → 96.
+- **A hot path for the step request** (issue 16; `mcp_gyms/hot_path.py`, `http_service.py`,
+  `gym_server.py`). Profiles under wrk put 84 % of the bare SDK server's CPU, and more than half of
+  codegym's, in the SDK's per-request machinery for a 2026-07-28 request (a connection, a runner, a
+  tracing span, the middleware chain, pydantic models in and out, result validation, a shielded clean-up
+  scope). The 2026-07-28 `tools/call` that names its episode (every step of eval and rl) is now answered
+  by codegym directly, with the SDK's own checks first and the SDK's own answer (tested request by request
+  against the SDK path); every other request still goes through the SDK, and `--no-hot-path` turns it
+  off. POSTs to `/gyms/{gym}/mcp` skip Starlette's middleware and router. In one wrk run: server CPU per
+  call 1.23 → 0.55 ms (host 1.08 → 0.38, workers unchanged), 2.53x → 1.13x the bare SDK server's;
+  calls/s 924 → 2,363.
 - **Gyms a worker no longer needs are unloaded** (`mcp_gyms/sandbox.py`). Not a speed change: a worker
   kept every gym class it had loaded, so a long synthesis run (thousands of gyms per worker) would have
   filled its 256 MiB and failed an innocent call with a memory error; past 128 loaded gyms, the least

@@ -85,6 +85,9 @@ CASES: list[tuple[str, dict[str, str], Callable[[str], Any], bool]] = [
     ("jsonrpc 1.0", {"Mcp-Name": "Height"}, lambda h: {**tool_call("Height", {"position": 1})(h), "jsonrpc": "1.0"},
      False),
     ("broken JSON", {"Mcp-Name": "Height"}, lambda h: b'{"jsonrpc": "2.0", "id": 1,', False),
+    ("JSON nested past the parser's depth", {"Mcp-Name": "Height"},
+     lambda h: json.dumps(tool_call("Height", {"position": 1}, meta={"x": "DEEP"})(h)).encode().replace(
+         b'"DEEP"', b"[" * 100_000 + b"]" * 100_000), False),
     ("a body version unlike the header", {"Mcp-Name": "Height"},
      tool_call("Height", {"position": 1}, meta={"io.modelcontextprotocol/protocolVersion": "2025-06-18"}), False),
     ("an unsupported version", {"Mcp-Name": "Height", "MCP-Protocol-Version": "2099-01-01"},
