@@ -56,7 +56,8 @@ SAMPLES = 8
 PROMPTS = 48  # x 8 = 384 trajectories: ~310 calls/s asked, what this 2-core machine carries unsaturated
 CALLS = 40  # the target's 40 calls per trajectory; only the number of trajectories is scaled
 WAIT_S = (0.5, 2.0)
-COMMAND = [sys.executable, "-m", "mcp_gyms.cli", "serve", GYM, "--http", "--port", "0", "--max-episodes", "10000"]
+COMMAND = [sys.executable, "-m", "mcp_gyms.cli", "serve", GYM, "--http", "--port", "0", "--procs", "1",
+           "--max-episodes", "10000"]
 
 Start = Callable[[int, int], Awaitable[RemoteEpisode]]
 

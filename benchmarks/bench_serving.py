@@ -43,7 +43,7 @@ OPTION_EPISODES = 64
 OPTION_CALLS = 16
 PY = sys.executable
 BARE = [PY, "benchmarks/bare_server.py", "--port", "0"]
-CODEGYM = [PY, "-m", "mcp_gyms.cli", "serve", GYM, "--http", "--port", "0", "--max-episodes", "10000"]
+CODEGYM = [PY, "-m", "mcp_gyms.cli", "serve", GYM, "--http", "--port", "0", "--procs", "1", "--max-episodes", "10000"]
 
 
 @dataclass
