@@ -13,6 +13,7 @@ take the hot path and its handshake-era calls do not.
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
 from collections.abc import Callable
@@ -28,6 +29,7 @@ from mcp_gyms.client import connect
 from mcp_gyms.http_service import HttpService
 from mcp_gyms.protocol import EPISODE_META_KEY
 from mcp_gyms.sandbox import SandboxLimits
+from mcp_gyms.server import add_serve_arguments, http_service
 
 GYM = "mountain_peak"
 VERSION = "2026-07-28"
@@ -199,3 +201,11 @@ async def test_a_slow_body_and_concurrent_calls(bank: Bank) -> None:
         observations = {a["structuredContent"]["observation"] for a in answers.values()}
         assert len(observations) == 1  # twins: the same task and seed give the same height
         assert await hot_calls(http, base) == len(handles)
+
+
+def test_no_hot_path_flag(bank: Bank) -> None:
+    """``codegym serve --http --no-hot-path`` builds a service without the hot path; it is on by default."""
+    parser = argparse.ArgumentParser()
+    add_serve_arguments(parser)
+    assert http_service(parser.parse_args(["--http"]), bank).hot_path
+    assert not http_service(parser.parse_args(["--http", "--no-hot-path"]), bank).hot_path
