@@ -185,7 +185,7 @@ class Metrics:
         self.episodes_started = 0
         self.episodes_ended: Counter[str] = Counter()
         self.calls = 0
-        self.hot_path_calls = 0  # tool calls answered by the HTTP hot path (mcp_gyms.hot_path), not the SDK
+        self.hot_path_requests: Counter[str] = Counter()  # by method: answered by mcp_gyms.hot_path, not the SDK
         self.call_errors: Counter[str] = Counter()
         self.rejected: Counter[str] = Counter()  # requests refused before reaching a gym
         self.oracle_runs = 0

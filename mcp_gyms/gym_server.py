@@ -402,6 +402,10 @@ class GymServer:
 
     async def on_start(self, ctx: ServerRequestContext[Any, Any], params: StartParams) -> EpisodeInfo:
         """``codegym/episodes/start``."""
+        return await self.start_episode(params)
+
+    async def start_episode(self, params: StartParams) -> EpisodeInfo:
+        """Start an episode; an :class:`MCPError` when refused (also the HTTP hot path's entry)."""
         try:
             ep = await self.manager.start(self.gym.id, params.task, params.difficulty, params.seed)
         except EpisodeError as exc:

@@ -39,7 +39,7 @@ from .episode_manager import (
     EpisodeManager,
 )
 from .gym_server import GymServer, StartupTask
-from .hot_path import ToolCallHotPath
+from .hot_path import HotPath
 from .metrics import PROMETHEUS_CONTENT_TYPE, prometheus_text
 from .protocol import (
     EPISODE_NAME,
@@ -151,7 +151,7 @@ class _GymEndpoints:
 
     def __init__(self, service: HttpService) -> None:
         self.service = service
-        self.managers: dict[str, tuple[StreamableHTTPSessionManager, ToolCallHotPath]] = {}
+        self.managers: dict[str, tuple[StreamableHTTPSessionManager, HotPath]] = {}
         self._locks: dict[str, anyio.Lock] = {}
         self._tg: anyio.abc.TaskGroup | None = None
 
@@ -165,8 +165,8 @@ class _GymEndpoints:
                 self._tg = None
                 tg.cancel_scope.cancel()
 
-    async def endpoint(self, gym_id: str) -> tuple[StreamableHTTPSessionManager, ToolCallHotPath]:
-        """The gym's SDK session manager and its hot path for tool calls (made on first use)."""
+    async def endpoint(self, gym_id: str) -> tuple[StreamableHTTPSessionManager, HotPath]:
+        """The gym's SDK session manager and its hot path (made on first use)."""
         served = self.managers.get(gym_id)
         if served is not None:
             return served
@@ -184,7 +184,7 @@ class _GymEndpoints:
                 max_request_body_size=self.service.max_request_body,
             )
             await hold(self._tg, mgr.run)  # runs until the service's task group is cancelled
-            hot_path = ToolCallHotPath(gym_server, self.service.security, self.service.max_request_body,
+            hot_path = HotPath(gym_server, self.service.security, self.service.max_request_body,
                                        enabled=self.service.hot_path)
             self.managers[gym_id] = mgr, hot_path
             return mgr, hot_path

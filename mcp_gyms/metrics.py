@@ -16,6 +16,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 
 from .constants import ErrorKind
 from .episode_manager import Metrics
+from .protocol import METHOD_START
 
 if TYPE_CHECKING:
     from .episode_manager import EpisodeManager
@@ -24,6 +25,7 @@ __all__ = ["PROMETHEUS_CONTENT_TYPE", "prometheus_text"]
 
 PROMETHEUS_CONTENT_TYPE = CONTENT_TYPE_LATEST
 _ENDED_REASONS = ("done", "truncated", "closed", "idle", "shutdown")
+_HOT_PATH_METHODS = ("tools/call", METHOD_START)
 
 
 class _ManagerCollector:
@@ -54,9 +56,9 @@ class _ManagerCollector:
         yield labelled("codegym_episodes_ended", "Episodes ended, by reason.", "reason",
                        {r: m.episodes_ended.get(r, 0) for r in _ENDED_REASONS})
         yield counter("codegym_tool_calls", "Tool calls run in the sandbox.", m.calls)
-        yield counter("codegym_tool_calls_hot_path",
-                      "Tool calls answered by codegym's HTTP hot path (the others went through the MCP SDK).",
-                      m.hot_path_calls)
+        yield labelled("codegym_hot_path_requests",
+                       "Requests answered by codegym's HTTP hot path, by method (the others went through the MCP SDK).",
+                       "method", {method: m.hot_path_requests.get(method, 0) for method in _HOT_PATH_METHODS})
         yield labelled("codegym_tool_call_errors", "Tool calls that returned an error, by kind.", "kind",
                        dict(sorted(m.call_errors.items())) or {"none": 0})
         yield counter("codegym_tool_call_timeouts", "Tool calls stopped at the time limit.",

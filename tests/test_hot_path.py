@@ -36,7 +36,9 @@ VERSION = "2026-07-28"
 ENVELOPE = {"io.modelcontextprotocol/protocolVersion": VERSION, "io.modelcontextprotocol/clientCapabilities": {}}
 HEADERS = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream",
            "MCP-Protocol-Version": VERSION, "Mcp-Method": "tools/call"}
-HOT_METRIC = "codegym_tool_calls_hot_path_total"
+HOT_CALLS = 'codegym_hot_path_requests_total{method="tools/call"}'
+HOT_STARTS = 'codegym_hot_path_requests_total{method="codegym/episodes/start"}'
+START = {"Mcp-Method": "codegym/episodes/start"}
 
 
 def tool_call(name: Any, arguments: Any = None, *, rid: Any = 1, meta: dict[str, Any] | None = None,
@@ -51,9 +53,28 @@ def tool_call(name: Any, arguments: Any = None, *, rid: Any = 1, meta: dict[str,
     return body
 
 
+def start(params: dict[str, Any], *, rid: Any = 1) -> Callable[[str], Any]:
+    """A codegym/episodes/start body (with the 2026-07-28 envelope)."""
+    return lambda _: {"jsonrpc": "2.0", "id": rid, "method": "codegym/episodes/start",
+                      "params": {**params, "_meta": {**ENVELOPE, **params.get("_meta", {})}}}
+
+
 #: (what, extra headers, body for a handle, whether the hot path takes it). Played in this order: the
 #: episode's state moves on with every taken call, the same on both servers.
 CASES: list[tuple[str, dict[str, str], Callable[[str], Any], bool]] = [
+    ("a start", START, start({"task": 3, "seed": 11}), True),
+    ("a start by task id", START, start({"task": "hard-1"}, rid="s-2"), True),
+    ("a start by difficulty", START, start({"difficulty": "easy"}), True),
+    ("a start with the envelope only", START, start({}), True),
+    ("a start with an extra member and an Mcp-Name", {**START, "Mcp-Name": "x"}, start({"foo": 1}), True),
+    ("a start of an unknown task", START, start({"task": 999}), True),
+    ("a start of a task id nobody has", START, start({"task": "no-such-task"}), True),
+    ("a start with a bad difficulty", START, start({"difficulty": "impossible"}), False),
+    ("a start with a seed that is text", START, start({"seed": "x"}), False),
+    ("a start without client capabilities", START,
+     lambda h: {**start({})(h), "params": {"_meta": {"io.modelcontextprotocol/protocolVersion": VERSION}}}, False),
+    ("a start under another Mcp-Method", {"Mcp-Method": "tools/call"}, start({}), False),
+    ("a start without params", START, lambda h: {k: v for k, v in start({})(h).items() if k != "params"}, False),
     ("a good call", {"Mcp-Name": "Height"}, tool_call("Height", {"position": 3}), True),
     ("a string id", {"Mcp-Name": "Height"}, tool_call("Height", {"position": 4}, rid="req-7"), True),
     ("client info in _meta", {"Mcp-Name": "Observe"},
@@ -126,16 +147,19 @@ async def play(http: httpx.AsyncClient, url: str, handle: str) -> list[tuple[int
         built = body(handle)
         content = built if isinstance(built, bytes) else json.dumps(built).encode()
         r = await http.post(url, headers={**HEADERS, **headers}, content=content)
-        # the handle and the one-off episode URL suggested to a handle-less client differ between the servers
+        # the handles and the one-off episode URL suggested to a handle-less client differ between the servers
         text = re.sub(r"http://[^ ]+/mcp/[\w-]+ ", "<url> ", r.text.replace(handle, "<episode>"))
+        text = re.sub(r'"episode":"[^"]+"', '"episode":"<new>"', text)
         kind = r.headers.get("content-type", "")
         answers.append((r.status_code, kind, json.loads(text) if kind == "application/json" else text))
         assert r.status_code < 500, f"{what}: {r.status_code} {r.text}"
     return answers
 
 
-async def hot_calls(http: httpx.AsyncClient, base: str) -> float:
-    return prometheus_samples((await http.get(f"{base}/metrics")).text)[HOT_METRIC]
+async def hot_counts(http: httpx.AsyncClient, base: str) -> tuple[float, float]:
+    """(tool calls, starts) the hot path answered."""
+    samples = prometheus_samples((await http.get(f"{base}/metrics")).text)
+    return samples[HOT_CALLS], samples[HOT_STARTS]
 
 
 async def test_hot_path_answers_as_the_sdk_does(bank: Bank) -> None:
@@ -148,11 +172,16 @@ async def test_hot_path_answers_as_the_sdk_does(bank: Bank) -> None:
             results[base] = await play(http, url, await start_twin(http, url))
         for (what, *_), mine, theirs in zip(CASES, results[hot_base], results[sdk_base], strict=True):
             assert mine == theirs, f"{what}: the hot path answered\n{mine}\nthe SDK answered\n{theirs}"
-        taken = sum(1 for *_, hot_taken in CASES if hot_taken)
-        assert await hot_calls(http, hot_base) == taken
-        assert await hot_calls(http, sdk_base) == 0
+        starts = sum(1 for _, headers, _, taken in CASES if taken and headers.get("Mcp-Method") == START["Mcp-Method"])
+        calls = sum(1 for *_, taken in CASES if taken) - starts
+        assert await hot_counts(http, hot_base) == (calls, starts + 1)  # + the twin episode's own start
+        assert await hot_counts(http, sdk_base) == (0, 0)
     # the answers are the real thing, not two copies of one error
-    outcomes = [a[2]["result"]["structuredContent"] for a, c in zip(results[hot_base], CASES) if c[3]]
+    answers = dict(zip((c[0] for c in CASES), results[hot_base], strict=True))
+    assert answers["a start"][2]["result"]["taskIndex"] == 3 and answers["a start"][2]["result"]["seed"] == 11
+    assert answers["a start of an unknown task"][2]["error"]["data"]["kind"] == "unknown_task"
+    outcomes = [a[2]["result"]["structuredContent"] for a, c in zip(results[hot_base], CASES)
+                if c[3] and c[1].get("Mcp-Method") != START["Mcp-Method"]]
     assert outcomes[0]["error"] is None and outcomes[0]["observation"].lstrip("-").isdigit()
     assert outcomes[-2]["done"] and outcomes[-1]["error"] == "episode_over"
 
@@ -166,11 +195,11 @@ async def test_the_official_client_takes_the_hot_path(bank: Bank) -> None:
                 first = await ep.call("Observe")
                 final = await ep.play_oracle()
         assert first.error is None and final.done and final.reward == 1.0
-        assert await hot_calls(http, base) == final.steps
+        assert await hot_counts(http, base) == (final.steps, 1)
         async with connect(url, mode="legacy") as gym:  # the handshake era: a session, the SDK's path
             async with await gym.start(task="easy-0") as ep:
                 assert (await ep.call("Observe")).error is None
-        assert await hot_calls(http, base) == final.steps
+        assert await hot_counts(http, base) == (final.steps, 1)
 
 
 async def test_a_slow_body_and_concurrent_calls(bank: Bank) -> None:
@@ -200,7 +229,7 @@ async def test_a_slow_body_and_concurrent_calls(bank: Bank) -> None:
         assert {a["_meta"][EPISODE_META_KEY] for a in answers.values()} == set(handles)
         observations = {a["structuredContent"]["observation"] for a in answers.values()}
         assert len(observations) == 1  # twins: the same task and seed give the same height
-        assert await hot_calls(http, base) == len(handles)
+        assert await hot_counts(http, base) == (len(handles), len(handles))
 
 
 def test_no_hot_path_flag(bank: Bank) -> None:
