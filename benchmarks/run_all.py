@@ -231,10 +231,10 @@ run's own figures).
   tracing span, the middleware chain, pydantic models in and out, result validation, a shielded clean-up
   scope). The 2026-07-28 `tools/call` that names its episode (every step of eval and rl) is now answered
   by codegym directly, with the SDK's own checks first and the SDK's own answer (tested request by request
-  against the SDK path); every other request still goes through the SDK, and `--no-hot-path` turns it
-  off. POSTs to `/gyms/{gym}/mcp` skip Starlette's middleware and router. In one wrk run: server CPU per
-  call 1.23 → 0.55 ms (host 1.08 → 0.38, workers unchanged), 2.53x → 1.13x the bare SDK server's;
-  calls/s 924 → 2,363.
+  against the SDK path); so is `codegym/episodes/start`. Every other request still goes through the SDK,
+  and `--no-hot-path` turns it off. POSTs to `/gyms/{gym}/mcp` skip Starlette's middleware and router. In
+  one wrk run: server CPU per call 1.23 → 0.55 ms (host 1.08 → 0.38, workers unchanged), 2.53x → 1.13x the
+  bare SDK server's; calls/s 924 → 2,363. Per episode start: 1.74–1.85 → 1.30–1.40 ms.
 - **Gyms a worker no longer needs are unloaded** (`mcp_gyms/sandbox.py`). Not a speed change: a worker
   kept every gym class it had loaded, so a long synthesis run (thousands of gyms per worker) would have
   filled its 256 MiB and failed an innocent call with a memory error; past 128 loaded gyms, the least
