@@ -60,7 +60,7 @@ _ENVELOPE_KEYS = frozenset({"jsonrpc", "id", "method", "params"})
 _PARAM_KEYS = frozenset({"name", "arguments", "_meta"})  # of tools/call
 _METHODS = frozenset({b"tools/call", METHOD_START.encode()})
 _JSON_ACCEPT = frozenset({b"application/json", b"application/*", b"*/*"})
-_RESPONSE_HEADERS = b"application/json"
+_JSON_TYPE = b"application/json"
 _ENCODE = json.JSONEncoder(separators=(",", ":")).encode  # the SDK's encoding of replies (made once, not per call)
 _ENVELOPES_KEPT, _ENVELOPE_KEPT_CHARS = 1024, 4096
 
@@ -91,10 +91,10 @@ class HotPath:
         self.security = security
         self.max_body = max_body
         self.server_info = gym_server.mcp.server_info_stamp  # never mutated: serialised as it is
-        hints = [gym_server.mcp.cache_hints.get(method.decode()) for method in _METHODS]
+        hinted = any(gym_server.mcp.cache_hints.get(method.decode()) is not None for method in _METHODS)
         schemas = json.dumps([t.input_schema for t in gym_server.gym_tools])
         # Cache hints or x-mcp-header annotations would change the SDK's answer: then every request takes its path
-        self.enabled = enabled and hints == [None] * len(hints) and "x-mcp-header" not in schemas
+        self.enabled = enabled and not hinted and "x-mcp-header" not in schemas
         self.metrics = gym_server.manager.metrics  # counts the requests answered here
         self._envelopes: dict[str, bool] = {}
 
@@ -231,5 +231,5 @@ class HotPath:
         body = _ENCODE(reply).encode()
         self.metrics.hot_path_requests[method] += 1
         await send({"type": "http.response.start", "status": status,
-                    "headers": [(b"content-length", str(len(body)).encode()), (b"content-type", _RESPONSE_HEADERS)]})
+                    "headers": [(b"content-length", str(len(body)).encode()), (b"content-type", _JSON_TYPE)]})
         await send({"type": "http.response.body", "body": body})
