@@ -53,7 +53,7 @@ import functools
 import json
 import sys
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import anyio
@@ -104,6 +104,7 @@ Target = Server[Any] | StdioServerParameters | str | Sequence[str]
 #: Default of the requests a connection has out at once (and of the HTTP connections it keeps open).
 MAX_IN_FLIGHT = 64
 _R = TypeVar("_R", bound=BaseModel)
+_T = TypeVar("_T")
 
 
 class GymClientError(Exception):
@@ -797,25 +798,24 @@ class GymPool:
         except (ValueError, KeyError, TypeError) as exc:
             raise GymClientError(f"GET {url} returned an unexpected body: {exc}") from None
 
-    async def tools(self, gym: str) -> list[ToolInfo]:
-        """The gym's tools as the first server lists them (what a model is shown); cached."""
-        if gym not in self._tools:
+    async def _from_first_server(self, gym: str, cache: dict[str, _T],
+                                 fetch: Callable[[GymConnection], Awaitable[_T]]) -> _T:
+        """``fetch`` on the first server's connection to ``gym``, once; later calls get the cached answer."""
+        if gym not in cache:
             entry = await self._acquire(self.servers[0], gym)
             try:
-                self._tools[gym] = await entry.held.value.list_tools()
+                cache[gym] = await fetch(entry.held.value)
             finally:
                 self._release(entry)
-        return self._tools[gym]
+        return cache[gym]
+
+    async def tools(self, gym: str) -> list[ToolInfo]:
+        """The gym's tools as the first server lists them (what a model is shown); cached."""
+        return await self._from_first_server(gym, self._tools, lambda connection: connection.list_tools())
 
     async def tasks(self, gym: str) -> list[TaskListing]:
         """The gym's tasks (index, id, difficulty, oracle steps) as the first server lists them; cached."""
-        if gym not in self._tasks:
-            entry = await self._acquire(self.servers[0], gym)
-            try:
-                self._tasks[gym] = await entry.held.value.tasks()
-            finally:
-                self._release(entry)
-        return self._tasks[gym]
+        return await self._from_first_server(gym, self._tasks, lambda connection: connection.tasks())
 
     def _pick(self) -> str:
         """The server with the fewest open episodes; ties go round in turn."""

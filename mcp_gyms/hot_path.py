@@ -10,7 +10,7 @@ a shielded clean-up scope), and that machinery cost more CPU than the sandboxed 
 Contract:
 
 - **It only ever takes a request the SDK would answer the same way.** Every check the SDK's modern entry
-  makes is made here first: POST; ``Content-Type`` JSON; ``Accept`` allowing JSON; Host and Origin under the
+  makes is made here first, with the SDK's own functions where it has them: POST; ``Content-Type`` JSON; ``Accept`` allowing JSON; Host and Origin under the
   DNS-rebinding settings; a single ``MCP-Protocol-Version`` and ``Mcp-Method`` (and, for ``tools/call``,
   ``Mcp-Name``) that agree with the body; a JSON-RPC 2.0 request object with a string or integer id; the
   envelope's protocol version and client capabilities in ``_meta``; params that pass what the SDK checks
@@ -38,13 +38,15 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from mcp.server.runner import modern_error_data
-from mcp.server.transport_security import TransportSecuritySettings
+from mcp.server.streamable_http import check_accept_headers
+from mcp.server.transport_security import TransportSecurityMiddleware, TransportSecuritySettings
 from mcp.shared.inbound import ERROR_CODE_HTTP_STATUS, decode_header_value
 from mcp_types import CLIENT_CAPABILITIES_META_KEY, PROTOCOL_VERSION_META_KEY, SERVER_INFO_META_KEY
 from mcp_types import methods as _methods
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from opentelemetry import trace
 from pydantic import ValidationError
+from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .protocol import EPISODE_META_KEY, METHOD_START, StartParams
@@ -59,7 +61,6 @@ _ROUTING = (b"mcp-protocol-version", b"mcp-method", b"mcp-name")
 _ENVELOPE_KEYS = frozenset({"jsonrpc", "id", "method", "params"})
 _PARAM_KEYS = frozenset({"name", "arguments", "_meta"})  # of tools/call
 _METHODS = frozenset({b"tools/call", METHOD_START.encode()})
-_JSON_ACCEPT = frozenset({b"application/json", b"application/*", b"*/*"})
 _JSON_TYPE = b"application/json"
 _ENCODE = json.JSONEncoder(separators=(",", ":")).encode  # the SDK's encoding of replies (made once, not per call)
 _ENVELOPES_KEPT, _ENVELOPE_KEPT_CHARS = 1024, 4096
@@ -68,11 +69,6 @@ _ENVELOPES_KEPT, _ENVELOPE_KEPT_CHARS = 1024, 4096
 def _tracing_configured() -> bool:
     """Whether an OpenTelemetry tracer provider is set up (then the SDK path runs, and traces every call)."""
     return not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider | trace.NoOpTracerProvider)
-
-
-def _allowed(value: str, allowed: list[str]) -> bool:
-    """``value`` is one of ``allowed``, where ``BASE:*`` allows any port of BASE."""
-    return value in allowed or any(a.endswith(":*") and value.startswith(a[:-1]) for a in allowed)
 
 
 class HotPath:
@@ -88,7 +84,7 @@ class HotPath:
     def __init__(self, gym_server: GymServer, security: TransportSecuritySettings, max_body: int, *,
                  enabled: bool = True) -> None:
         self.gym_server = gym_server
-        self.security = security
+        self.security = TransportSecurityMiddleware(security)
         self.max_body = max_body
         self.server_info = gym_server.mcp.server_info_stamp  # never mutated: serialised as it is
         hinted = any(gym_server.mcp.cache_hints.get(method.decode()) is not None for method in _METHODS)
@@ -115,17 +111,6 @@ class HotPath:
         length = seen.get(b"content-length", b"")
         if not length.isdigit() or int(length) > self.max_body:
             return None
-        if not seen.get(b"content-type", b"").lower().startswith(b"application/json"):
-            return None
-        accepted = {t.split(b";")[0].strip().lower() for t in seen.get(b"accept", b"").split(b",")}
-        if accepted.isdisjoint(_JSON_ACCEPT):
-            return None
-        if self.security.enable_dns_rebinding_protection:
-            host, origin = seen.get(b"host"), seen.get(b"origin")
-            if host is None or not _allowed(host.decode("latin-1"), self.security.allowed_hosts):
-                return None
-            if origin and not _allowed(origin.decode("latin-1"), self.security.allowed_origins):
-                return None
         return None if _tracing_configured() else seen
 
     def _envelope_valid(self, version: str, meta: dict[str, Any]) -> bool:
@@ -200,6 +185,16 @@ class HotPath:
     async def __call__(self, scope: Scope, receive: Receive, send: Send, fallback: ASGIApp) -> None:
         headers = self._headers_fit(scope)
         if headers is None:
+            await fallback(scope, receive, send)
+            return
+        # the SDK's own first checks, in its order: Content-Type, Host and Origin (its refusal, answered
+        # as it answers it), then an Accept that allows JSON
+        request = Request(scope)
+        refused = await self.security.validate_request(request, is_post=True)
+        if refused is not None:
+            await refused(scope, receive, send)
+            return
+        if not check_accept_headers(request)[0]:
             await fallback(scope, receive, send)
             return
         messages: list[Message] = []

@@ -53,7 +53,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import anyio
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -74,6 +74,8 @@ from mcp_gyms.v1 import PRELOAD
 from mcp_gyms.verify import REFERENCE_LIMITS, GymSource, GymVerdict, verify_gym
 
 from .docstrings import ANY, ArgDoc, annotation_for, parse_docstring_args
+
+_Row = TypeVar("_Row", bound=BaseModel)
 
 __all__ = ["add_arguments", "run", "import_v1", "analyse_env", "render_gym_file", "ImportReport", "FileReport"]
 
@@ -247,18 +249,24 @@ def _user_message(prompt: Any) -> str | None:
     return None
 
 
-def read_instances(path: Path, rows: RowIndex) -> None:
-    """Add the rows of an instances JSONL file to ``rows`` (unusable rows go to ``rows.problems``)."""
+def _valid_rows(path: Path, model: type[_Row], rows: RowIndex, what: str,
+                hint: str = "") -> Iterator[tuple[str, _Row]]:
+    """``(where, row)`` for each line of a JSONL file that is valid JSON and a valid ``model``; the others go
+    to ``rows.problems`` (``what``: the kind of row, for the message; ``hint``: what was expected)."""
     for number, raw in _jsonl(path):
         where = f"{path.name}:{number}"
         if isinstance(raw, Exception):
             rows.problems.append(f"{where}: not valid JSON ({raw})")
             continue
         try:
-            row = InstanceRow.model_validate(raw)
+            yield where, model.model_validate(raw)
         except ValidationError as exc:
-            rows.problems.append(f"{where}: not an instance row ({_pydantic_problem(exc)})")
-            continue
+            rows.problems.append(f"{where}: not {what} ({_pydantic_problem(exc)}){hint}")
+
+
+def read_instances(path: Path, rows: RowIndex) -> None:
+    """Add the rows of an instances JSONL file to ``rows`` (unusable rows go to ``rows.problems``)."""
+    for where, row in _valid_rows(path, InstanceRow, rows, "an instance row"):
         parts = row.ability.split("@", 2)
         if len(parts) != 3 or parts[0] != ABILITY_PREFIX or "__" not in parts[1]:
             rows.problems.append(f"{where}: ability {row.ability[:80]!r} is not "
@@ -284,17 +292,8 @@ def read_instances(path: Path, rows: RowIndex) -> None:
 
 def read_task_rows(path: Path, rows: RowIndex) -> None:
     """Add the rows of a ``--tasks`` JSONL file to ``rows`` (unusable rows go to ``rows.problems``)."""
-    for number, raw in _jsonl(path):
-        where = f"{path.name}:{number}"
-        if isinstance(raw, Exception):
-            rows.problems.append(f"{where}: not valid JSON ({raw})")
-            continue
-        try:
-            row = TaskRow.model_validate(raw)
-        except ValidationError as exc:
-            rows.problems.append(f"{where}: not a task row ({_pydantic_problem(exc)}); expected "
-                                 '{"env": "{code_id}__{ClassName}", "task": {...}}')
-            continue
+    for where, row in _valid_rows(path, TaskRow, rows, "a task row",
+                                  '; expected {"env": "{code_id}__{ClassName}", "task": {...}}'):
         rows.add(row.env, PlannedTask(config=json.loads(json.dumps(row.task)), source="tasks", origin=where,
                                       difficulty=row.difficulty or "medium"))
 
